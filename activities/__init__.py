@@ -1,0 +1,1 @@
+"""Every side effect of a job: upstream calls, prices, cost and event rows."""

@@ -1,0 +1,89 @@
+"""Upstream LLM calls over httpx: one request per call, no retries (Temporal owns them).
+
+Every failure is raised as an `ApplicationError` whose `type` is one of the codes in `errors`, retryable or
+not as the code says; `REQUEST_ERRORS` and `DEPLOYMENT_ERRORS` tell the workflow whether rerouting can help.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from activities.providers import anthropic, openai, simulator
+from activities.providers.errors import (
+    BAD_REQUEST,
+    CONTEXT_LENGTH_EXCEEDED,
+    DEPLOYMENT_ERRORS,
+    MODEL_NOT_FOUND,
+    RATE_LIMITED,
+    REQUEST_ERRORS,
+    UPSTREAM_AUTH,
+    UPSTREAM_BAD_RESPONSE,
+    UPSTREAM_ERROR,
+    UPSTREAM_TIMEOUT,
+    UPSTREAM_UNREACHABLE,
+)
+from schemas.calls import CallModelInput, CallModelOutput
+from schemas.routes import AnthropicProvider, OpenAIProvider, ProviderConfig, SimulatorProvider
+
+__all__ = [
+    "BAD_REQUEST",
+    "CONTEXT_LENGTH_EXCEEDED",
+    "DEPLOYMENT_ERRORS",
+    "MODEL_NOT_FOUND",
+    "RATE_LIMITED",
+    "REQUEST_ERRORS",
+    "UPSTREAM_AUTH",
+    "UPSTREAM_BAD_RESPONSE",
+    "UPSTREAM_ERROR",
+    "UPSTREAM_TIMEOUT",
+    "UPSTREAM_UNREACHABLE",
+    "call_provider",
+]
+
+
+def _no_heartbeat() -> None:
+    pass
+
+
+async def call_provider(
+    http: httpx.AsyncClient,
+    provider: ProviderConfig,
+    call: CallModelInput,
+    *,
+    api_key: str | None,
+    heartbeat: Callable[[], None] = _no_heartbeat,
+) -> CallModelOutput:
+    """Make one upstream call for `call` on `provider`.
+
+    Args:
+        http: A shared client; its own retries must be off.
+        provider: Where and how to call; `call.deployment.model` names the upstream model.
+        call: The messages and sampling parameters.
+        api_key: Sent as the provider expects (bearer or `x-api-key`); read from settings by the caller,
+            so it never enters workflow history.
+        heartbeat: Called on each streamed chunk, so a stalled stream trips the heartbeat timeout.
+
+    Raises:
+        ApplicationError: `type` is one of this module's codes; `non_retryable` and `next_retry_delay`
+            are set for Temporal's RetryPolicy.
+    """
+    started = time.perf_counter()
+    if isinstance(provider, OpenAIProvider):
+        content, finish_reason, usage = await openai.complete(
+            http, provider, call, api_key=api_key, heartbeat=heartbeat
+        )
+    elif isinstance(provider, AnthropicProvider):
+        content, finish_reason, usage = await anthropic.complete(http, provider, call, api_key=api_key)
+    elif isinstance(provider, SimulatorProvider):
+        content, finish_reason, usage = await simulator.complete(provider, call)
+    else:
+        raise TypeError(f"unknown provider kind: {provider!r}")
+    return CallModelOutput(
+        content=content,
+        finish_reason=finish_reason,
+        usage=usage,
+        latency_ms=(time.perf_counter() - started) * 1000,
+    )

@@ -1,0 +1,1 @@
+"""The thin HTTP API: authenticates, starts job workflows and reads them back."""

@@ -1,0 +1,45 @@
+"""`create_app()`: the FastAPI application, with its connections opened and closed by the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.body_limit import BodyLimitMiddleware
+from api.errors import install_error_handlers
+from api.routes import admin, chat, health, jobs
+from settings import Settings
+from store.engine import create_engine, session_factory
+from workflows.client import connect
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    routes = settings.routes  # a malformed routes file stops start-up here, naming the bad entry
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.effective_database_url)
+        app.state.settings = settings
+        app.state.routes = routes
+        app.state.sessions = session_factory(engine)
+        # Lazy: the API starts (and /readyz reports) while Temporal is still coming up.
+        app.state.temporal = await connect(settings, lazy=True)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Kintsugi",
+        summary="Durable, self-healing LLM jobs on Temporal",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for module in (health, jobs, chat, admin):
+        app.include_router(module.router)
+    return app

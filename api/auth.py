@@ -1,0 +1,48 @@
+"""Who is calling: a bearer key resolved to a tenant and a role."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.errors import ApiError
+from store import queries
+
+Role = Literal["admin", "app", "viewer"]
+_RANK: dict[str, int] = {"viewer": 0, "app": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    role: Role
+    key_id: str | None
+    """None for the admin key from the environment."""
+
+    def require(self, role: Role) -> None:
+        if _RANK[self.role] < _RANK[role]:
+            raise ApiError(403, "forbidden", f"this needs the {role} role; the key has {self.role}")
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise ApiError(401, "unauthorized", "missing Authorization: Bearer <key>")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "the Authorization header must be `Bearer <key>`")
+    return token.strip()
+
+
+async def authenticate(sessions: async_sessionmaker[AsyncSession], token: str, *, admin_key: str) -> Principal:
+    """The admin key (from the environment) acts on the built-in default tenant; other keys are looked up
+    by hash."""
+    if hmac.compare_digest(token.encode(), admin_key.encode()):
+        return Principal(tenant_id=queries.DEFAULT_TENANT_ID, role="admin", key_id=None)
+    async with sessions() as session:
+        key = await queries.find_api_key(session, token)
+    if key is None:
+        raise ApiError(401, "invalid_api_key", "the API key is not valid")
+    return Principal(tenant_id=key.tenant_id, role=key.role, key_id=key.id)  # type: ignore[arg-type]

@@ -1,0 +1,62 @@
+"""Dependencies as `Annotated` aliases; everything comes from `app.state`, set by the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from api.auth import Principal, Role, authenticate, bearer_token
+from schemas.routes import RoutesConfig
+from settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_routes(request: Request) -> RoutesConfig:
+    return request.app.state.routes  # type: ignore[no-any-return]
+
+
+def get_temporal(request: Request) -> Client:
+    return request.app.state.temporal  # type: ignore[no-any-return]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RoutesDep = Annotated[RoutesConfig, Depends(get_routes)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    settings: Settings = request.app.state.settings
+    return await authenticate(
+        request.app.state.sessions, bearer_token(authorization), admin_key=settings.admin_api_key
+    )
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def _role(role: Role) -> Callable[[Principal], Principal]:
+    def check(principal: PrincipalDep) -> Principal:
+        principal.require(role)
+        return principal
+
+    return check
+
+
+ViewerDep = Annotated[Principal, Depends(_role("viewer"))]
+AppDep = Annotated[Principal, Depends(_role("app"))]
+AdminDep = Annotated[Principal, Depends(_role("admin"))]

@@ -1,0 +1,37 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.deps import SessionDep, TemporalDep
+
+router = APIRouter(tags=["health"])
+READY_TIMEOUT_S = 3.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(session: SessionDep, temporal: TemporalDep) -> JSONResponse:
+    """Ready when both the database and Temporal answer; 503 names whichever does not."""
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(session.execute(text("SELECT 1")), READY_TIMEOUT_S)
+        checks["database"] = "ok"
+    except Exception as err:  # any failure means not ready; the reason is reported, not raised
+        checks["database"] = f"error: {type(err).__name__}"
+    try:
+        await asyncio.wait_for(temporal.service_client.check_health(), READY_TIMEOUT_S)
+        checks["temporal"] = "ok"
+    except Exception as err:
+        checks["temporal"] = f"error: {type(err).__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)

@@ -1,0 +1,98 @@
+"""The job API: submit, read, list, cancel and repair jobs."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+
+from api import jobs
+from api.deps import AppDep, RoutesDep, SettingsDep, TemporalDep, ViewerDep
+from api.errors import ApiError
+from schemas.jobs import Job, JobCreate, JobList, JobStatus, RepairInput
+from workflows.llm_job import LLMJobWorkflow
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+(?:\.\d+)?)")
+
+
+def require_route(routes: RoutesDep, model: str) -> None:
+    if model not in routes.routes:
+        raise ApiError(404, "unknown_model", f"no route for model {model!r}", {"models": sorted(routes.routes)})
+
+
+def prefer_wait(prefer: str | None, max_wait_s: float) -> float | None:
+    """Seconds from `Prefer: wait=N` (RFC 7240), capped; None when the caller did not ask to wait."""
+    if not prefer:
+        return None
+    match = _PREFER_WAIT.search(prefer)
+    return min(float(match.group(1)), max_wait_s) if match else None
+
+
+@router.post("", status_code=202, response_model=Job)
+async def submit_job(
+    body: JobCreate,
+    principal: AppDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    routes: RoutesDep,
+    response: Response,
+    prefer: Annotated[str | None, Header()] = None,
+) -> Job:
+    require_route(routes, body.model)
+    handle = await jobs.start_job(temporal, settings, principal.tenant_id, body)
+    wait_s = prefer_wait(prefer, settings.max_wait_s)
+    if wait_s is not None:
+        response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+        if await jobs.wait_for_job(handle, wait_s):
+            response.status_code = 200
+    response.headers["Location"] = f"/v1/jobs/{handle.id}"
+    return await jobs.read_job(temporal, principal.tenant_id, handle.id)
+
+
+@router.get("", response_model=JobList)
+async def list_jobs(
+    principal: ViewerDep,
+    temporal: TemporalDep,
+    status: JobStatus | None = None,
+    model: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=4000)] = None,
+) -> JobList:
+    return await jobs.list_jobs(
+        temporal, principal.tenant_id, status=status, model=model, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/{job_id}", response_model=Job)
+async def get_job(job_id: str, principal: ViewerDep, temporal: TemporalDep) -> Job:
+    return await jobs.read_job(temporal, principal.tenant_id, job_id)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=Job)
+async def cancel_job(job_id: str, principal: AppDep, temporal: TemporalDep) -> Job:
+    handle, description = await jobs.describe_job(temporal, principal.tenant_id, job_id)
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise ApiError(409, "job_finished", f"job {job_id} has already finished")
+    await handle.cancel()
+    return await jobs.job_from(handle, description)
+
+
+@router.post("/{job_id}/repair", status_code=202, response_model=Job)
+async def repair_job(
+    job_id: str, body: RepairInput, principal: AppDep, temporal: TemporalDep, routes: RoutesDep
+) -> Job:
+    if body.action == "reroute":
+        if body.model is None:
+            raise ApiError(422, "validation_error", "model: required for reroute")
+        require_route(routes, body.model)
+    handle, description = await jobs.describe_job(temporal, principal.tenant_id, job_id)
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise ApiError(409, "job_not_parked", f"job {job_id} has finished")
+    try:
+        await handle.execute_update(LLMJobWorkflow.repair, body)
+    except WorkflowUpdateFailedError as err:
+        raise ApiError(409, "job_not_parked", str(err.cause or err)) from err
+    return await jobs.read_job(temporal, principal.tenant_id, job_id)

@@ -1,0 +1,86 @@
+"""Inputs and outputs of the job activities (preflight, call_model, postflight, record_events)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.jobs import ChatMessage, JobParams, Usage
+from schemas.routes import RetryConfig
+
+
+class ResolvedPrice(BaseModel):
+    input_per_mtok: float
+    output_per_mtok: float
+    known: bool
+    """False when neither the routes file nor the catalogue has a price: the call is logged at 0."""
+
+
+class PlannedDeployment(BaseModel):
+    """One step of a route plan. Names a provider; its URL and key stay in the worker's settings."""
+
+    provider: str
+    model: str
+    region: str
+    price: ResolvedPrice
+    timeout_s: float
+    retry: RetryConfig
+
+
+class JobEvent(BaseModel):
+    """A lifecycle event; `key` makes writing it idempotent across activity retries and replays."""
+
+    key: str
+    type: str
+    at: datetime
+    data: dict[str, Any] = {}
+
+
+class PreflightInput(BaseModel):
+    job_id: str
+    tenant_id: str
+    model: str
+    events: list[JobEvent] = []
+
+
+class PreflightOutput(BaseModel):
+    deployments: list[PlannedDeployment]
+
+
+class CallModelInput(BaseModel):
+    job_id: str
+    call_seq: int
+    """Counts upstream deployments tried by this job, derived by the workflow (never the attempt number)."""
+    deployment: PlannedDeployment
+    messages: list[ChatMessage]
+    params: JobParams
+
+
+class CallModelOutput(BaseModel):
+    content: str
+    finish_reason: str
+    usage: Usage
+    latency_ms: float
+    attempt: int = 1
+    """The activity attempt that succeeded, so the job can report how many calls it took."""
+
+
+class PostflightInput(BaseModel):
+    job_id: str
+    tenant_id: str
+    call_seq: int
+    deployment: PlannedDeployment
+    usage: Usage
+    events: list[JobEvent] = []
+
+
+class PostflightOutput(BaseModel):
+    cost_usd: float
+
+
+class RecordEventsInput(BaseModel):
+    job_id: str
+    tenant_id: str
+    events: list[JobEvent]

@@ -1,0 +1,23 @@
+"""Error codes a job can end with; shared by providers, the workflow and the API."""
+
+from __future__ import annotations
+
+UPSTREAM_TIMEOUT = "upstream_timeout"
+UPSTREAM_UNREACHABLE = "upstream_unreachable"
+RATE_LIMITED = "rate_limited"
+UPSTREAM_ERROR = "upstream_error"
+UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
+BAD_REQUEST = "bad_request"
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+UPSTREAM_AUTH = "upstream_auth"
+MODEL_NOT_FOUND = "model_not_found"
+
+UNKNOWN_MODEL = "unknown_model"
+ALL_DEPLOYMENTS_FAILED = "all_deployments_failed"
+PARK_TIMEOUT = "park_timeout"
+ABORTED = "aborted"
+
+REQUEST_ERRORS: frozenset[str] = frozenset({BAD_REQUEST, CONTEXT_LENGTH_EXCEEDED})
+"""The request itself is wrong: another deployment of the same route cannot help."""
+DEPLOYMENT_ERRORS: frozenset[str] = frozenset({UPSTREAM_AUTH, MODEL_NOT_FOUND})
+"""This deployment is misconfigured: move to the next one without retrying."""

@@ -1,0 +1,121 @@
+"""The routes file: providers and the model aliases that apps send, each an ordered list of deployments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class RoutesFileError(ValueError):
+    """A malformed routes file; the message names the file and the offending path inside it."""
+
+
+class RetryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    initial_interval_s: float = Field(default=1.0, gt=0)
+    max_interval_s: float = Field(default=30.0, gt=0)
+    backoff: float = Field(default=2.0, ge=1.0)
+
+
+class Price(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class _ProviderBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    region: str = "local"
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Start-to-close timeout of one upstream call."""
+    retry: RetryConfig = RetryConfig()
+
+
+class SimulatorProvider(_ProviderBase):
+    """Built in and offline; its answers are labelled as simulation."""
+
+    kind: Literal["simulator"]
+    latency_ms: float = Field(default=50.0, ge=0)
+    fail_rate: float = Field(default=0.0, ge=0, le=1)
+
+
+class OpenAIProvider(_ProviderBase):
+    kind: Literal["openai"]
+    base_url: str
+    api_key_env: str | None = None
+    stream: bool = False
+    """Read the upstream answer as SSE; a stalled stream is then caught by the heartbeat timeout."""
+
+
+class AnthropicProvider(_ProviderBase):
+    kind: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com"
+    api_key_env: str | None = None
+    api_version: str = "2023-06-01"
+
+
+ProviderConfig = Annotated[SimulatorProvider | OpenAIProvider | AnthropicProvider, Field(discriminator="kind")]
+
+
+class DeploymentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    model: str
+    price: Price | None = None
+    """Overrides the catalogue price of `model`."""
+
+
+class RoutesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    providers: dict[str, ProviderConfig]
+    routes: dict[str, list[DeploymentConfig]]
+
+    @model_validator(mode="after")
+    def _check_references(self) -> RoutesConfig:
+        for alias, deployments in self.routes.items():
+            if not deployments:
+                raise ValueError(f"routes.{alias}: a route needs at least one deployment")
+            for i, deployment in enumerate(deployments):
+                if deployment.provider not in self.providers:
+                    raise ValueError(
+                        f"routes.{alias}[{i}].provider: unknown provider {deployment.provider!r}"
+                    )
+        return self
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("simulator", "openai", "anthropic"):
+            continue  # discriminator branch names are noise to a reader of the file
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def load_routes(path: Path) -> RoutesConfig:
+    """Parse and validate the routes file; raise `RoutesFileError` naming the file and the bad entry."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise RoutesFileError(f"{path}: cannot read routes file: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise RoutesFileError(f"{path}: not valid YAML: {err}") from err
+    try:
+        return RoutesConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = _location(first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise RoutesFileError(f"{path}: {where + ': ' if where else ''}{message}") from err

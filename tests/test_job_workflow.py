@@ -1,0 +1,240 @@
+"""LLMJobWorkflow end to end: API -> real Temporal dev server -> worker -> real HTTP upstream with faults."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from temporalio.client import Client
+
+from store.engine import create_engine, session_factory
+from store.models import EventLog, ModelCostLog
+from tests.fake_upstream import FakeUpstream
+from tests.harness import Harness, running_kintsugi
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+async def cost_rows(harness: Harness, job_id: str) -> list[ModelCostLog]:
+    engine = create_engine(harness.settings.effective_database_url)
+    try:
+        async with session_factory(engine)() as session:
+            return list((await session.exec(select(ModelCostLog).where(ModelCostLog.job_id == job_id))).scalars())
+    finally:
+        await engine.dispose()
+
+
+async def event_types(harness: Harness, job_id: str) -> list[str]:
+    engine = create_engine(harness.settings.effective_database_url)
+    try:
+        async with session_factory(engine)() as session:
+            rows = (await session.exec(select(EventLog).where(EventLog.job_id == job_id).order_by(EventLog.id))).scalars()
+            return [row.type for row in rows]
+    finally:
+        await engine.dispose()
+
+
+async def test_job_succeeds_and_is_billed_once(kintsugi: Harness) -> None:
+    response = await kintsugi.submit({"model": "priced", "messages": HELLO, "metadata": {"ticket": "42"}}, wait=10)
+
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["status"] == "succeeded"
+    assert job["result"]["content"] == "echo: hello"
+    assert job["deployment"] == {"provider": "up", "model": "gpt-4o-mini"}
+    assert job["attempts"] == 1
+    assert job["metadata"] == {"ticket": "42"}
+    assert job["finished_at"] is not None
+    rows = await cost_rows(kintsugi, job["id"])
+    assert len(rows) == 1
+    usage = job["usage"]
+    # gpt-4o-mini's catalogue price: $0.15 in / $0.60 out per million tokens.
+    expected = (usage["input_tokens"] * 0.15 + usage["output_tokens"] * 0.60) / 1e6
+    assert rows[0].cost_usd == pytest.approx(expected)
+    assert job["cost_usd"] == pytest.approx(expected)
+    assert await event_types(kintsugi, job["id"]) == ["job.started", "job.succeeded"]
+
+
+async def test_upstream_key_comes_from_the_environment(kintsugi: Harness) -> None:
+    response = await kintsugi.submit({"model": "primary", "messages": HELLO}, wait=10)
+
+    assert response.json()["status"] == "succeeded"
+    headers = kintsugi.upstream.last_request(kintsugi.model("a"))["headers"]
+    assert headers["authorization"] == "Bearer upstream-secret"
+
+
+async def test_5xx_is_retried_then_succeeds(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_first=2, status=500)
+
+    job = (await kintsugi.submit({"model": "primary", "messages": HELLO}, wait=10)).json()
+
+    assert job["status"] == "succeeded"
+    assert job["attempts"] == 3
+    assert kintsugi.upstream.calls(kintsugi.model("a")) == 3
+    assert len(await cost_rows(kintsugi, job["id"])) == 1
+
+
+async def test_429_waits_for_retry_after(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_first=1, status=429, retry_after="1")
+
+    started = time.monotonic()
+    job = (await kintsugi.submit({"model": "primary", "messages": HELLO}, wait=10)).json()
+
+    assert job["status"] == "succeeded"
+    assert job["attempts"] == 2
+    # The routes file's backoff is 50 ms; only Retry-After explains a wait of a second.
+    assert time.monotonic() - started >= 1.0
+
+
+async def test_hung_upstream_times_out_and_is_retried(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_first=1, hang_s=10)
+
+    job = (await kintsugi.submit({"model": "primary", "messages": HELLO}, wait=15)).json()
+
+    assert job["status"] == "succeeded"
+    assert job["attempts"] == 2
+
+
+async def test_exhausted_deployment_reroutes_to_fallback(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=503)
+
+    job = (await kintsugi.submit({"model": "fallback", "messages": HELLO}, wait=10)).json()
+
+    assert job["status"] == "succeeded"
+    assert job["deployment"] == {"provider": "up", "model": kintsugi.model("b")}
+    assert job["attempts"] == 4
+    assert kintsugi.upstream.calls(kintsugi.model("a")) == 3
+    assert await event_types(kintsugi, job["id"]) == ["job.started", "job.rerouted", "job.succeeded"]
+
+
+async def test_all_deployments_failing_fails_with_a_code(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=500)
+    kintsugi.upstream.configure(kintsugi.model("b"), fail_always=True, status=401)
+
+    job = (await kintsugi.submit({"model": "fallback", "messages": HELLO}, wait=10)).json()
+
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "all_deployments_failed"
+    assert "upstream_auth" in job["error"]["message"]
+    # 401 is the deployment's fault: rerouted to, never retried.
+    assert kintsugi.upstream.calls(kintsugi.model("b")) == 1
+    assert await cost_rows(kintsugi, job["id"]) == []
+
+
+async def test_bad_request_fails_at_once_without_reroute(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=400)
+
+    job = (await kintsugi.submit({"model": "fallback", "messages": HELLO}, wait=10)).json()
+
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "bad_request"
+    assert job["attempts"] == 1
+    assert kintsugi.upstream.calls(kintsugi.model("a")) == 1
+    assert kintsugi.upstream.calls(kintsugi.model("b")) == 0
+    assert await event_types(kintsugi, job["id"]) == ["job.started", "job.failed"]
+
+
+async def test_parked_job_repaired_by_retry(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=500)
+    job = (await kintsugi.submit({"model": "primary", "messages": HELLO, "on_exhausted": "park"})).json()
+    parked = await kintsugi.wait_status(job["id"], "parked")
+    assert parked["error"]["code"] == "all_deployments_failed"
+
+    kintsugi.upstream.configure(kintsugi.model("a"))  # the provider recovers
+    response = await kintsugi.http.post(
+        f"/v1/jobs/{job['id']}/repair", json={"action": "retry"}, headers=kintsugi.admin
+    )
+
+    assert response.status_code == 202, response.text
+    done = await kintsugi.wait_status(job["id"], "succeeded", "failed")
+    assert done["status"] == "succeeded"
+    assert done["attempts"] == 4
+    assert done["error"] is None
+    assert len(await cost_rows(kintsugi, job["id"])) == 1
+    assert await event_types(kintsugi, job["id"]) == [
+        "job.started", "job.parked", "job.repaired", "job.succeeded",
+    ]
+
+
+async def test_parked_job_repaired_by_reroute(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=500)
+    job = (await kintsugi.submit({"model": "primary", "messages": HELLO, "on_exhausted": "park"})).json()
+    await kintsugi.wait_status(job["id"], "parked")
+
+    response = await kintsugi.http.post(
+        f"/v1/jobs/{job['id']}/repair", json={"action": "reroute", "model": "other"}, headers=kintsugi.admin
+    )
+
+    assert response.status_code == 202, response.text
+    done = await kintsugi.wait_status(job["id"], "succeeded", "failed")
+    assert done["status"] == "succeeded"
+    assert done["model"] == "other"
+    assert done["deployment"] == {"provider": "up", "model": kintsugi.model("c")}
+
+
+async def test_parked_job_aborted(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=500)
+    job = (await kintsugi.submit({"model": "primary", "messages": HELLO, "on_exhausted": "park"})).json()
+    await kintsugi.wait_status(job["id"], "parked")
+
+    await kintsugi.http.post(f"/v1/jobs/{job['id']}/repair", json={"action": "abort"}, headers=kintsugi.admin)
+
+    done = await kintsugi.wait_status(job["id"], "failed")
+    assert done["error"]["code"] == "aborted"
+
+
+async def test_repair_of_a_job_that_is_not_parked_is_refused(kintsugi: Harness) -> None:
+    job = (await kintsugi.submit({"model": "sim-1", "messages": HELLO}, wait=10)).json()
+
+    response = await kintsugi.http.post(
+        f"/v1/jobs/{job['id']}/repair", json={"action": "retry"}, headers=kintsugi.admin
+    )
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "job_not_parked"
+
+
+async def test_repair_reroute_to_unknown_model_is_refused(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=500)
+    job = (await kintsugi.submit({"model": "primary", "messages": HELLO, "on_exhausted": "park"})).json()
+    await kintsugi.wait_status(job["id"], "parked")
+
+    response = await kintsugi.http.post(
+        f"/v1/jobs/{job['id']}/repair", json={"action": "reroute", "model": "nope"}, headers=kintsugi.admin
+    )
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "unknown_model"
+    assert (await kintsugi.wait_status(job["id"], "parked"))["status"] == "parked"
+
+
+async def test_cancel_a_parked_job(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=500)
+    job = (await kintsugi.submit({"model": "primary", "messages": HELLO, "on_exhausted": "park"})).json()
+    await kintsugi.wait_status(job["id"], "parked")
+
+    response = await kintsugi.http.post(f"/v1/jobs/{job['id']}/cancel", headers=kintsugi.admin)
+
+    assert response.status_code == 202
+    done = await kintsugi.wait_status(job["id"], "cancelled")
+    assert done["finished_at"] is not None
+    again = await kintsugi.http.post(f"/v1/jobs/{job['id']}/cancel", headers=kintsugi.admin)
+    assert again.status_code == 409
+
+
+async def test_park_timeout_fails_the_job(
+    tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, sqlite_url: str
+) -> None:
+    async with running_kintsugi(
+        tmp_path=tmp_path, temporal=temporal, temporal_address=temporal_address, upstream=upstream,
+        database_url=sqlite_url, park_timeout_s=0.5,
+    ) as kintsugi:
+        kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=500)
+        job = (await kintsugi.submit({"model": "primary", "messages": HELLO, "on_exhausted": "park"})).json()
+
+        done = await kintsugi.wait_status(job["id"], "failed")
+
+        assert done["error"]["code"] == "park_timeout"
+        assert await event_types(kintsugi, job["id"]) == ["job.started", "job.parked", "job.failed"]

@@ -1,0 +1,69 @@
+"""The Kintsugi worker: runs job workflows and their activities on the task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.jobs import LLMActivities
+from settings import Settings
+from store.engine import create_engine, session_factory
+from workflows.client import connect
+from workflows.llm_job import LLMJobWorkflow
+
+WORKFLOWS = [LLMJobWorkflow]
+
+log = logging.getLogger("kintsugi.worker")
+
+
+def build_worker(client: Client, settings: Settings, activities: LLMActivities) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            activities.preflight,
+            activities.call_model,
+            activities.postflight,
+            activities.record_events,
+        ],
+        max_concurrent_activities=200,
+        max_concurrent_local_activities=200,
+        # Dispatching activities to the worker that completed the workflow task saves a task-queue round
+        # trip per job; the server does this whenever a slot is free.
+        disable_eager_activity_execution=False,
+    )
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or SIGINT/SIGTERM); in-flight activities get a graceful shutdown."""
+    stop = stop or asyncio.Event()
+    client = await connect(settings)
+    engine = create_engine(settings.effective_database_url)
+    # Temporal owns retries: the HTTP client makes exactly one request per activity attempt.
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=500, max_keepalive_connections=100)) as http:
+        activities = LLMActivities(routes=settings.routes, sessions=session_factory(engine), http=http)
+        worker = build_worker(client, settings, activities)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        async with worker:
+            log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+            await stop.wait()
+    await engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run(Settings()))
+
+
+if __name__ == "__main__":
+    main()
