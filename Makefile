@@ -1,0 +1,32 @@
+# Kintsugi: `make up` runs everything on one machine; `make test` runs the suite. See DESIGN.md "Running".
+PYTEST_ARGS ?=
+VENV := .venv/bin
+
+.PHONY: install up test lint format bench clean
+
+# Idempotent and cheap when done: uv (installed with pip if missing) syncs .venv to uv.lock, dev group included.
+install:
+	@if command -v uv >/dev/null 2>&1; then UV=uv; \
+	else python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv; UV="python3 -m uv"; fi; \
+	$$UV sync --frozen
+
+up: install
+	$(VENV)/kintsugi up
+
+test: install
+	$(VENV)/pytest -q $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy .
+
+format:
+	$(VENV)/ruff check --fix .
+	$(VENV)/ruff format .
+
+bench: install
+	$(VENV)/python -m bench.run
+
+clean:
+	rm -rf .data

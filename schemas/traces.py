@@ -1,0 +1,35 @@
+"""A job's trace: a span tree read back from its workflow history, with the costs the database logged."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from schemas.jobs import JobStatus
+
+SpanKind = Literal["workflow", "local_activity", "activity", "reroute", "park", "update", "timer", "cancel"]
+SpanStatus = Literal["ok", "error", "running", "cancelled"]
+
+
+class Span(BaseModel):
+    span_id: str
+    """Stable within one history: the id of the event that opened the span."""
+    parent_id: str | None
+    name: str
+    kind: SpanKind
+    start_time: datetime
+    end_time: datetime | None
+    """None while the span is still open (a running job, a pending activity)."""
+    status: SpanStatus
+    attributes: dict[str, Any] = {}
+    children: list[Span] = []
+
+
+class Trace(BaseModel):
+    job_id: str
+    status: JobStatus
+    root: Span
+    cost_usd: float = 0.0
+    """Sum of the job's billed calls; each call_model span carries its own share."""

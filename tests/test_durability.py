@@ -1,0 +1,79 @@
+"""A worker killed with SIGKILL mid-flight loses no job and bills none twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from temporalio.client import Client
+
+from tests.fake_upstream import FakeUpstream
+from tests.harness import Harness, running_kintsugi
+from tests.test_job_workflow import cost_rows
+
+JOBS = 8
+
+
+@contextmanager
+def worker_process(harness: Harness, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    settings = harness.settings
+    env = {
+        **os.environ,
+        "KINTSUGI_ENV": "test",
+        "KINTSUGI_ADMIN_API_KEY": settings.admin_api_key,
+        "KINTSUGI_DATABASE_URL": settings.effective_database_url,
+        "KINTSUGI_TEMPORAL_ADDRESS": settings.temporal_address,
+        "KINTSUGI_TASK_QUEUE": settings.task_queue,
+        "KINTSUGI_ROUTES_FILE": str(settings.routes_file),
+    }
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "worker"], env=env, stdout=out, stderr=out)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def test_sigkilled_worker_loses_nothing_and_bills_once(
+    tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, sqlite_url: str
+) -> None:
+    async with running_kintsugi(
+        tmp_path=tmp_path, temporal=temporal, temporal_address=temporal_address, upstream=upstream,
+        database_url=sqlite_url, run_worker=False,
+    ) as kintsugi:
+        slow = kintsugi.model("a")
+        kintsugi.upstream.configure(slow, latency_ms=1500)
+        log = tmp_path / "worker.log"
+        with worker_process(kintsugi, log) as first:
+            jobs = [
+                (await kintsugi.submit({"model": "primary", "messages": [{"role": "user", "content": f"n{i}"}]})).json()
+                for i in range(JOBS)
+            ]
+            for _ in range(200):  # every job's upstream call is in flight
+                if kintsugi.upstream.calls(slow) >= JOBS:
+                    break
+                await asyncio.sleep(0.05)
+            assert kintsugi.upstream.calls(slow) >= JOBS, log.read_text()
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+
+        with worker_process(kintsugi, log):
+            finished = [await kintsugi.wait_status(job["id"], "succeeded", "failed", timeout_s=60) for job in jobs]
+
+        assert [job["status"] for job in finished] == ["succeeded"] * JOBS, log.read_text()
+        # Each job's first call died with the worker and was run again by the second one.
+        assert all(job["attempts"] >= 2 for job in finished)
+        for job in finished:
+            assert len(await cost_rows(kintsugi, job["id"])) == 1
