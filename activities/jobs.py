@@ -6,7 +6,8 @@ import os
 from datetime import UTC, datetime
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -40,12 +41,14 @@ class LLMActivities:
 
     @activity.defn
     async def preflight(self, input: PreflightInput) -> PreflightOutput:
-        """The route plan: the deployments of the model alias, in order, with prices resolved."""
+        """The route plan: the deployments of the model alias, in order, with prices resolved.
+
+        No I/O: lifecycle events wait in the workflow and are written with the job's next bookkeeping
+        (postflight, or the park/fail flush), so a job that succeeds costs one database transaction.
+        """
         deployments = self._routes.routes.get(input.model)
         if deployments is None:
-            raise ApplicationError(
-                f"no route for model {input.model!r}", type=errors.UNKNOWN_MODEL, non_retryable=True
-            )
+            raise ApplicationError(f"no route for model {input.model!r}", type=errors.UNKNOWN_MODEL, non_retryable=True)
         plan = []
         for deployment in deployments:
             provider = self._routes.providers[deployment.provider]
@@ -59,7 +62,6 @@ class LLMActivities:
                     retry=provider.retry,
                 )
             )
-        await self._write_events(input.job_id, input.tenant_id, input.events)
         return PreflightOutput(deployments=plan)
 
     @activity.defn

@@ -46,9 +46,7 @@ def resolve_price(model: str, override: Price | None) -> ResolvedPrice:
     if entry is not None:
         per_in, per_out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
         if isinstance(per_in, int | float) and isinstance(per_out, int | float):
-            return ResolvedPrice(
-                input_per_mtok=per_in * _PER_MTOK, output_per_mtok=per_out * _PER_MTOK, known=True
-            )
+            return ResolvedPrice(input_per_mtok=per_in * _PER_MTOK, output_per_mtok=per_out * _PER_MTOK, known=True)
     return ResolvedPrice(input_per_mtok=0.0, output_per_mtok=0.0, known=False)
 
 

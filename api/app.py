@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handlers
-from api.routes import admin, chat, health, jobs
+from api.routes import admin, chat, health, jobs, traces
 from settings import Settings
 from store.engine import create_engine, session_factory
 from workflows.client import connect
@@ -40,6 +40,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (health, jobs, chat, admin):
+    for module in (health, jobs, traces, chat, admin):
         app.include_router(module.router)
     return app

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.auth import Principal, Role, authenticate, bearer_token
@@ -37,13 +37,9 @@ TemporalDep = Annotated[Client, Depends(get_temporal)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def get_principal(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Principal:
+async def get_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
     settings: Settings = request.app.state.settings
-    return await authenticate(
-        request.app.state.sessions, bearer_token(authorization), admin_key=settings.admin_api_key
-    )
+    return await authenticate(request.app.state.sessions, bearer_token(authorization), admin_key=settings.admin_api_key)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

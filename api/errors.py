@@ -15,8 +15,18 @@ from temporalio.service import RPCError
 log = logging.getLogger("kintsugi.api")
 
 OPENAI_PATHS = ("/v1/chat/", "/v1/models")
-_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+_OPENAI_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 
 class ApiError(Exception):
@@ -49,7 +59,11 @@ def error_response(
 def _validation_details(err: RequestValidationError) -> list[dict[str, Any]]:
     # The raw errors may hold exceptions in `ctx`; keep what a caller can act on.
     return [
-        {"loc": [str(part) for part in e.get("loc", ())], "message": e.get("msg", ""), "type": e.get("type", "")}
+        {
+            "loc": [str(part) for part in e.get("loc", ())],
+            "message": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
         for e in err.errors()
     ]
 
@@ -66,12 +80,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(request, 400, "malformed_json", "request body is not valid JSON")
         first = problems[0] if problems else {"loc": [], "message": "invalid request"}
         where = ".".join(p for p in first["loc"] if p != "body")
+        message = str(first["message"])
         return error_response(
-            request,
-            422,
-            "validation_error",
-            f"{where}: {first['message']}" if where else first["message"],
-            {"errors": problems},
+            request, 422, "validation_error", f"{where}: {message}" if where else message, {"errors": problems}
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -18,7 +18,12 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -99,8 +104,12 @@ async def read_job(client: Client, tenant_id: str, job_id: str) -> Job:
 
 async def job_from(handle: JobHandle, description: WorkflowExecutionDescription) -> Job:
     state = await _state(handle, description)
-    return Job(id=handle.id, created_at=description.start_time, **state.model_dump(exclude={"finished_at"}),
-               finished_at=state.finished_at or description.close_time)
+    return Job(
+        id=handle.id,
+        created_at=description.start_time,
+        **state.model_dump(exclude={"finished_at"}),
+        finished_at=state.finished_at or description.close_time,
+    )
 
 
 async def wait_for_job(handle: JobHandle, timeout_s: float) -> bool:
@@ -163,7 +172,13 @@ def _summary_status(description: WorkflowExecution) -> JobStatus:
 
 
 async def list_jobs(
-    client: Client, tenant_id: str, *, status: JobStatus | None, model: str | None, limit: int, cursor: str | None
+    client: Client,
+    tenant_id: str,
+    *,
+    status: JobStatus | None,
+    model: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> JobList:
     query = f"WorkflowType = '{LLMJobWorkflow.__name__}' AND {sa.TENANT.name} = '{tenant_id}'"
     if status is not None:

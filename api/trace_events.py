@@ -175,9 +175,7 @@ class SpanBuilder:
         fields: dict[str, Any] = {"activity_type": name, "activity_id": attrs.get("activityId")}
         if isinstance(deployment, dict) and isinstance(call, dict):
             fields.update(
-                provider=deployment.get("provider"),
-                model=deployment.get("model"),
-                call_seq=call.get("call_seq"),
+                provider=deployment.get("provider"), model=deployment.get("model"), call_seq=call.get("call_seq")
             )
             here = (str(fields["provider"]), str(fields["model"]))
             if self._last_deployment is not None and here != self._last_deployment:
@@ -241,12 +239,7 @@ class SpanBuilder:
         update_input = request.get("input") or {}
         args = h.first_payload(update_input.get("args"))
         span = self._span(
-            event,
-            str(update_input.get("name", "update")),
-            "update",
-            at,
-            parent=self._park,
-            update_id=update_id,
+            event, str(update_input.get("name", "update")), "update", at, parent=self._park, update_id=update_id
         )
         if isinstance(args, dict):  # the repair's action and model
             span.attributes.update({k: v for k, v in args.items() if isinstance(v, str | int | float)})
@@ -267,6 +260,4 @@ class SpanBuilder:
 
     def _cancel_requested(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
         if self._cancel is None:
-            self._cancel = self._span(
-                event, "cancel requested", "cancel", at, reason=attrs.get("cause") or None
-            )
+            self._cancel = self._span(event, "cancel requested", "cancel", at, reason=attrs.get("cause") or None)

@@ -90,9 +90,7 @@ def create_app() -> FastAPI:
         client: Client = request.app.state.client
         workflow_id = f"baseline_{uuid.uuid4().hex}"
         try:
-            result = await client.execute_workflow(
-                BaselineWorkflow.run, body, id=workflow_id, task_queue=task_queue
-            )
+            result = await client.execute_workflow(BaselineWorkflow.run, body, id=workflow_id, task_queue=task_queue)
         except WorkflowFailureError as err:
             return JSONResponse({"error": {"message": str(err.cause or err)}}, status_code=502)
         return JSONResponse(result, headers={WORKFLOW_ID_HEADER: workflow_id})

@@ -91,13 +91,9 @@ async def run_phase(
     """Warm up (same client, so the connections are open), settle, then measure between the callbacks."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT_S) as client:
-        warm = await _drive(
-            client, url, body, headers, n=warmup, concurrency=concurrency, id_header=id_header
-        )
+        warm = await _drive(client, url, body, headers, n=warmup, concurrency=concurrency, id_header=id_header)
         await asyncio.sleep(settle_s)
         on_start()
-        measured = await _drive(
-            client, url, body, headers, n=n, concurrency=concurrency, id_header=id_header
-        )
+        measured = await _drive(client, url, body, headers, n=n, concurrency=concurrency, id_header=id_header)
         on_stop()
     return warm, measured

@@ -266,8 +266,7 @@ def _progress(phase: Phase) -> str:
     return (
         f"  {phase.system:<8} {phase.latency_ms:>3} ms  c={phase.concurrency:<3} n={r.n:<5} "
         f"err={len(r.errors):<3} p50={_ms(r.percentile(50))} p99={_ms(r.percentile(99))} "
-        f"{r.jobs_per_s:7.1f} jobs/s"
-        + (f"  server {server:.1f} CPU-s/1k" if server is not None else "")
+        f"{r.jobs_per_s:7.1f} jobs/s" + (f"  server {server:.1f} CPU-s/1k" if server is not None else "")
     )
 
 

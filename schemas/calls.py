@@ -42,7 +42,6 @@ class PreflightInput(BaseModel):
     job_id: str
     tenant_id: str
     model: str
-    events: list[JobEvent] = []
 
 
 class PreflightOutput(BaseModel):

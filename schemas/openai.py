@@ -93,7 +93,9 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-def chunk(completion_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+def chunk(
+    completion_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None
+) -> dict[str, Any]:
     """One `chat.completion.chunk` of a streamed answer."""
     return {
         "id": completion_id,

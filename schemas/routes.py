@@ -86,9 +86,7 @@ class RoutesConfig(BaseModel):
                 raise ValueError(f"routes.{alias}: a route needs at least one deployment")
             for i, deployment in enumerate(deployments):
                 if deployment.provider not in self.providers:
-                    raise ValueError(
-                        f"routes.{alias}[{i}].provider: unknown provider {deployment.provider!r}"
-                    )
+                    raise ValueError(f"routes.{alias}[{i}].provider: unknown provider {deployment.provider!r}")
         return self
 
 

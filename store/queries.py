@@ -108,11 +108,7 @@ async def cost_logs_for_job(session: AsyncSession, job_id: str, tenant_id: str) 
 
 
 async def events_for_job(session: AsyncSession, job_id: str, tenant_id: str) -> list[EventLog]:
-    stmt = (
-        select(EventLog)
-        .where(EventLog.job_id == job_id, EventLog.tenant_id == tenant_id)
-        .order_by(col(EventLog.id))
-    )
+    stmt = select(EventLog).where(EventLog.job_id == job_id, EventLog.tenant_id == tenant_id).order_by(col(EventLog.id))
     return list((await session.exec(stmt)).all())
 
 
@@ -132,18 +128,14 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-async def create_api_key(
-    session: AsyncSession, *, tenant_id: str, role: Role, name: str | None
-) -> tuple[ApiKey, str]:
+async def create_api_key(session: AsyncSession, *, tenant_id: str, role: Role, name: str | None) -> tuple[ApiKey, str]:
     """Create a key for `tenant_id`. Only its hash is stored.
 
     Returns:
         The row and the plaintext key, which cannot be recovered later.
     """
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey(
-        tenant_id=tenant_id, role=role, name=name, key_hash=hash_key(plaintext), prefix=plaintext[:8]
-    )
+    key = ApiKey(tenant_id=tenant_id, role=role, name=name, key_hash=hash_key(plaintext), prefix=plaintext[:8])
     session.add(key)
     await session.flush()
     return key, plaintext

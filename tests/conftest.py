@@ -122,7 +122,10 @@ async def kintsugi(
 ) -> AsyncIterator[Harness]:
     """Kintsugi on SQLite: for workflow behaviour, where the database dialect does not matter."""
     async with running_kintsugi(
-        tmp_path=tmp_path, temporal=temporal, temporal_address=temporal_address, upstream=upstream,
+        tmp_path=tmp_path,
+        temporal=temporal,
+        temporal_address=temporal_address,
+        upstream=upstream,
         database_url=sqlite_url,
     ) as harness:
         yield harness
@@ -134,7 +137,10 @@ async def kintsugi_db(
 ) -> AsyncIterator[Harness]:
     """Kintsugi on each database dialect: for API and store behaviour."""
     async with running_kintsugi(
-        tmp_path=tmp_path, temporal=temporal, temporal_address=temporal_address, upstream=upstream,
+        tmp_path=tmp_path,
+        temporal=temporal,
+        temporal_address=temporal_address,
+        upstream=upstream,
         database_url=migrated_db_url,
     ) as harness:
         yield harness

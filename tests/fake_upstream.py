@@ -133,9 +133,7 @@ def build_app(control: Control) -> FastAPI:
         if not isinstance(body, dict):
             return _error(400, "request body must be an object", "invalid_request_error", None)
         model = str(body.get("model", ""))
-        n, behavior = control.record(
-            model, {"path": request.url.path, "headers": dict(request.headers), "body": body}
-        )
+        n, behavior = control.record(model, {"path": request.url.path, "headers": dict(request.headers), "body": body})
         failing = behavior.fail_always or n <= behavior.fail_first
         if behavior.hang_s and (failing or not behavior.injects_failures):
             await asyncio.sleep(behavior.hang_s)
@@ -155,11 +153,7 @@ def build_app(control: Control) -> FastAPI:
             return admitted
         body, n, behavior = admitted
         model = str(body["model"])
-        content = (
-            behavior.content
-            if behavior.content is not None
-            else f"echo: {_last_user_text(body.get('messages'))}"
-        )
+        content = behavior.content if behavior.content is not None else f"echo: {_last_user_text(body.get('messages'))}"
         usage = {"prompt_tokens": _tokens(_prompt_text(body)), "completion_tokens": _tokens(content)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         completion_id = f"chatcmpl-fake-{n}"
@@ -192,11 +186,7 @@ def build_app(control: Control) -> FastAPI:
         if isinstance(admitted, Response):
             return admitted
         body, n, behavior = admitted
-        content = (
-            behavior.content
-            if behavior.content is not None
-            else f"echo: {_last_user_text(body.get('messages'))}"
-        )
+        content = behavior.content if behavior.content is not None else f"echo: {_last_user_text(body.get('messages'))}"
         return JSONResponse(
             {
                 "id": f"msg_fake_{n}",
@@ -212,9 +202,7 @@ def build_app(control: Control) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        data = [
-            {"id": m, "object": "model", "created": 0, "owned_by": "fake-upstream"} for m in control.models()
-        ]
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake-upstream"} for m in control.models()]
         return {"object": "list", "data": data}
 
     @app.post("/_fake/configure")
@@ -239,9 +227,7 @@ def build_app(control: Control) -> FastAPI:
     return app
 
 
-async def _sse(
-    completion_id: str, model: str, content: str, usage: dict[str, int] | None
-) -> AsyncIterator[str]:
+async def _sse(completion_id: str, model: str, content: str, usage: dict[str, int] | None) -> AsyncIterator[str]:
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
         payload = {
             "id": completion_id,
@@ -364,9 +350,7 @@ class FakeUpstream:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9101)
     parser.add_argument("--latency-ms", type=float, default=0)

@@ -88,8 +88,14 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def running_kintsugi(
-    *, tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, database_url: str,
-    run_worker: bool = True, **overrides: Any,
+    *,
+    tmp_path: Path,
+    temporal: Client,
+    temporal_address: str,
+    upstream: FakeUpstream,
+    database_url: str,
+    run_worker: bool = True,
+    **overrides: Any,
 ) -> AsyncIterator[Harness]:
     prefix = uuid.uuid4().hex[:10]
     routes_file = tmp_path / f"routes-{prefix}.yaml"

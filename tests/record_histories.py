@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -119,17 +120,31 @@ async def record(temporal_address: str, tmp_path: Path, upstream: FakeUpstream) 
         database_url = f"sqlite+aiosqlite:///{scenario_dir / 'kintsugi.db'}"
         await asyncio.to_thread(upgrade, database_url)
         async with running_kintsugi(
-            tmp_path=scenario_dir, temporal=client, temporal_address=temporal_address, upstream=upstream,
+            tmp_path=scenario_dir,
+            temporal=client,
+            temporal_address=temporal_address,
+            upstream=upstream,
             database_url=database_url,
         ) as harness:
             job_id = await scenario(harness)
             history = await client.get_workflow_handle(job_id).fetch_history()
         path = FIXTURES / f"{name}.json"
-        path.write_text(json.dumps(history.to_json_dict(), indent=1) + "\n")
+        path.write_text(json.dumps(_without_stack_traces(history.to_json_dict()), indent=1) + "\n")
         print(f"{name}: {job_id} -> {path.relative_to(Path.cwd())}")
 
 
+def _without_stack_traces(value: Any) -> Any:
+    """Failures keep message, type and cause; their stack traces (local paths, half the bytes) go."""
+    if isinstance(value, dict):
+        return {k: _without_stack_traces(v) for k, v in value.items() if k != "stackTrace"}
+    if isinstance(value, list):
+        return [_without_stack_traces(v) for v in value]
+    return value
+
+
 def main() -> None:
+    # Every injected upstream failure would print a traceback; the scenarios expect them.
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     os.environ.setdefault(UPSTREAM_KEY_ENV, "upstream-secret")
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,9 +14,7 @@ async def new_key(harness: Harness, role: str, tenant_id: str | None = None) -> 
         tenant = await harness.http.post("/v1/tenants", json={"name": "acme"}, headers=harness.admin)
         assert tenant.status_code == 201, tenant.text
         tenant_id = tenant.json()["id"]
-    key = await harness.http.post(
-        "/v1/keys", json={"tenant_id": tenant_id, "role": role}, headers=harness.admin
-    )
+    key = await harness.http.post("/v1/keys", json={"tenant_id": tenant_id, "role": role}, headers=harness.admin)
     assert key.status_code == 201, key.text
     return {"Authorization": f"Bearer {key.json()['key']}", "tenant": tenant_id, "id": key.json()["id"]}
 
@@ -160,10 +158,16 @@ async def test_list_filters_and_pages(kintsugi_db: Harness) -> None:
         (b'{"model": "sim-1", "messages": [{"role": "robot", "content": "x"}]}', 422, "validation_error"),
         (b'{"model": "sim-1", "messages": "hello"}', 422, "validation_error"),
         (b'{"model": 7, "messages": [{"role": "user", "content": "x"}]}', 422, "validation_error"),
-        (b'{"model": "sim-1", "messages": [{"role": "user", "content": "x"}], "params": {"temperature": 9}}',
-         422, "validation_error"),
-        (b'{"model": "sim-1", "messages": [{"role": "user", "content": "x"}], "on_exhausted": "explode"}',
-         422, "validation_error"),
+        (
+            b'{"model": "sim-1", "messages": [{"role": "user", "content": "x"}], "params": {"temperature": 9}}',
+            422,
+            "validation_error",
+        ),
+        (
+            b'{"model": "sim-1", "messages": [{"role": "user", "content": "x"}], "on_exhausted": "explode"}',
+            422,
+            "validation_error",
+        ),
         (b'{"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}', 404, "unknown_model"),
         (b"[]", 422, "validation_error"),
     ],

@@ -50,8 +50,12 @@ async def test_sigkilled_worker_loses_nothing_and_bills_once(
     tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, sqlite_url: str
 ) -> None:
     async with running_kintsugi(
-        tmp_path=tmp_path, temporal=temporal, temporal_address=temporal_address, upstream=upstream,
-        database_url=sqlite_url, run_worker=False,
+        tmp_path=tmp_path,
+        temporal=temporal,
+        temporal_address=temporal_address,
+        upstream=upstream,
+        database_url=sqlite_url,
+        run_worker=False,
     ) as kintsugi:
         slow = kintsugi.model("a")
         kintsugi.upstream.configure(slow, latency_ms=1500)

@@ -30,7 +30,9 @@ async def event_types(harness: Harness, job_id: str) -> list[str]:
     engine = create_engine(harness.settings.effective_database_url)
     try:
         async with session_factory(engine)() as session:
-            rows = (await session.exec(select(EventLog).where(EventLog.job_id == job_id).order_by(EventLog.id))).scalars()
+            rows = (
+                await session.exec(select(EventLog).where(EventLog.job_id == job_id).order_by(EventLog.id))
+            ).scalars()
             return [row.type for row in rows]
     finally:
         await engine.dispose()
@@ -154,7 +156,10 @@ async def test_parked_job_repaired_by_retry(kintsugi: Harness) -> None:
     assert done["error"] is None
     assert len(await cost_rows(kintsugi, job["id"])) == 1
     assert await event_types(kintsugi, job["id"]) == [
-        "job.started", "job.parked", "job.repaired", "job.succeeded",
+        "job.started",
+        "job.parked",
+        "job.repaired",
+        "job.succeeded",
     ]
 
 
@@ -228,8 +233,12 @@ async def test_park_timeout_fails_the_job(
     tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, sqlite_url: str
 ) -> None:
     async with running_kintsugi(
-        tmp_path=tmp_path, temporal=temporal, temporal_address=temporal_address, upstream=upstream,
-        database_url=sqlite_url, park_timeout_s=0.5,
+        tmp_path=tmp_path,
+        temporal=temporal,
+        temporal_address=temporal_address,
+        upstream=upstream,
+        database_url=sqlite_url,
+        park_timeout_s=0.5,
     ) as kintsugi:
         kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=500)
         job = (await kintsugi.submit({"model": "primary", "messages": HELLO, "on_exhausted": "park"})).json()

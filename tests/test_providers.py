@@ -47,9 +47,7 @@ def _model() -> str:
     return f"m-{uuid.uuid4().hex[:8]}"
 
 
-def _call(
-    model: str, *, params: JobParams | None = None, messages: list[ChatMessage] | None = None
-) -> CallModelInput:
+def _call(model: str, *, params: JobParams | None = None, messages: list[ChatMessage] | None = None) -> CallModelInput:
     return CallModelInput(
         job_id="job-1",
         call_seq=1,
@@ -78,9 +76,7 @@ async def _failure(http: httpx.AsyncClient, upstream: FakeUpstream, **behavior: 
     return caught.value
 
 
-async def test_openai_success_forwards_params_and_key(
-    http: httpx.AsyncClient, upstream: FakeUpstream
-) -> None:
+async def test_openai_success_forwards_params_and_key(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     model = _model()
     params = JobParams(temperature=0.2, max_tokens=50, stop=["\n\n"], seed=7)
 
@@ -103,17 +99,13 @@ async def test_openai_success_forwards_params_and_key(
     assert "top_p" not in sent["body"] and "stream" not in sent["body"]
 
 
-async def test_openai_without_key_sends_no_authorization(
-    http: httpx.AsyncClient, upstream: FakeUpstream
-) -> None:
+async def test_openai_without_key_sends_no_authorization(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     model = _model()
     await call_provider(http, _openai(upstream), _call(model), api_key=None)
     assert "authorization" not in upstream.last_request(model)["headers"]
 
 
-async def test_openai_stream_assembles_content_and_heartbeats(
-    http: httpx.AsyncClient, upstream: FakeUpstream
-) -> None:
+async def test_openai_stream_assembles_content_and_heartbeats(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     model = _model()
     upstream.configure(model, content="the quick brown fox jumps")
     beats: list[int] = []
@@ -176,12 +168,8 @@ async def test_rate_limit_honours_retry_after(http: httpx.AsyncClient, upstream:
     assert err.next_retry_delay == timedelta(seconds=7)
 
 
-async def test_rate_limit_caps_and_ignores_bad_retry_after(
-    http: httpx.AsyncClient, upstream: FakeUpstream
-) -> None:
-    assert (await _failure(http, upstream, status=429, retry_after="86400")).next_retry_delay == timedelta(
-        seconds=300
-    )
+async def test_rate_limit_caps_and_ignores_bad_retry_after(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    assert (await _failure(http, upstream, status=429, retry_after="86400")).next_retry_delay == timedelta(seconds=300)
     assert (await _failure(http, upstream, status=429, retry_after="soon")).next_retry_delay is None
     assert (await _failure(http, upstream, status=429)).next_retry_delay is None
 
@@ -199,9 +187,7 @@ async def test_context_length_is_final(http: httpx.AsyncClient, upstream: FakeUp
     assert "maximum context length" in err.message
 
 
-@pytest.mark.parametrize(
-    ("status", "code"), [(401, UPSTREAM_AUTH), (403, UPSTREAM_AUTH), (404, MODEL_NOT_FOUND)]
-)
+@pytest.mark.parametrize(("status", "code"), [(401, UPSTREAM_AUTH), (403, UPSTREAM_AUTH), (404, MODEL_NOT_FOUND)])
 async def test_deployment_errors_are_final(
     http: httpx.AsyncClient, upstream: FakeUpstream, status: int, code: str
 ) -> None:
@@ -210,9 +196,7 @@ async def test_deployment_errors_are_final(
     assert err.non_retryable
 
 
-async def test_hang_past_timeout_is_retryable_timeout(
-    http: httpx.AsyncClient, upstream: FakeUpstream
-) -> None:
+async def test_hang_past_timeout_is_retryable_timeout(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     model = _model()
     upstream.configure(model, hang_s=2)
     with pytest.raises(ApplicationError) as caught:

@@ -143,13 +143,9 @@ async def test_events_are_written_once_per_event_key(sessions: async_sessionmake
         )
 
     async with sessions() as session, session.begin():
-        first = await queries.insert_events(
-            session, [event("e1", "job.started"), event("e2", "job.succeeded")]
-        )
+        first = await queries.insert_events(session, [event("e1", "job.started"), event("e2", "job.succeeded")])
     async with sessions() as session, session.begin():
-        second = await queries.insert_events(
-            session, [event("e2", "job.succeeded"), event("e3", "job.exported")]
-        )
+        second = await queries.insert_events(session, [event("e2", "job.succeeded"), event("e3", "job.exported")])
     async with sessions() as session, session.begin():
         empty = await queries.insert_events(session, [])
 
@@ -208,9 +204,7 @@ async def test_revoked_api_key_is_not_found(sessions: async_sessionmaker[AsyncSe
 
 async def test_admin_can_revoke_any_tenants_key(sessions: async_sessionmaker[AsyncSession]) -> None:
     async with sessions() as session, session.begin():
-        key, plaintext = await queries.create_api_key(
-            session, tenant_id=DEFAULT_TENANT_ID, role="admin", name=None
-        )
+        key, plaintext = await queries.create_api_key(session, tenant_id=DEFAULT_TENANT_ID, role="admin", name=None)
     async with sessions() as session, session.begin():
         assert await queries.revoke_api_key(session, key.id, None) is True
     async with sessions() as session:

@@ -8,7 +8,8 @@ from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.jobs import LLMActivities
@@ -115,21 +116,14 @@ class LLMJobWorkflow:
         try:
             return await workflow.execute_local_activity_method(
                 LLMActivities.preflight,
-                PreflightInput(
-                    job_id=workflow.info().workflow_id,
-                    tenant_id=input.tenant_id,
-                    model=model,
-                    events=self._take_events(),
-                ),
+                PreflightInput(job_id=workflow.info().workflow_id, tenant_id=input.tenant_id, model=model),
                 start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
                 retry_policy=LOCAL_ACTIVITY_RETRY,
             )
         except ActivityError as err:
             await self._fail(_job_error(err))
 
-    async def _call_plan(
-        self, input: JobInput, plan: PreflightOutput
-    ) -> tuple[PlannedDeployment, CallModelOutput]:
+    async def _call_plan(self, input: JobInput, plan: PreflightOutput) -> tuple[PlannedDeployment, CallModelOutput]:
         for index, deployment in enumerate(plan.deployments):
             if index > 0:
                 self._event("job.rerouted", provider=deployment.provider, model=deployment.model)
@@ -170,7 +164,7 @@ class LLMJobWorkflow:
                 timeout=timedelta(seconds=input.park_timeout_s),
                 timeout_summary="park",
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._fail(
                 JobError(code=errors.PARK_TIMEOUT, message="parked job was not repaired in time"),
                 cause=self._state.error,
@@ -264,7 +258,7 @@ def _job_error(err: ActivityError) -> JobError:
     cause = err.cause
     if isinstance(cause, ApplicationError):
         return JobError(code=cause.type or errors.UPSTREAM_ERROR, message=cause.message)
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, ActivityTimeoutError):
         return JobError(code=errors.UPSTREAM_TIMEOUT, message="upstream call timed out")
     return JobError(code=errors.UPSTREAM_ERROR, message=str(cause or err))
 

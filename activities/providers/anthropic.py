@@ -79,9 +79,7 @@ async def complete(
     return (
         content,
         _FINISH_REASONS.get(stop_reason, str(stop_reason)),
-        Usage(
-            input_tokens=_count(usage.get("input_tokens")), output_tokens=_count(usage.get("output_tokens"))
-        ),
+        Usage(input_tokens=_count(usage.get("input_tokens")), output_tokens=_count(usage.get("output_tokens"))),
     )
 
 

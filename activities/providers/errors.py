@@ -62,9 +62,7 @@ def transport_error(where: str, err: httpx.RequestError) -> ApplicationError:
 
 def bad_response(where: str, detail: str) -> ApplicationError:
     """A 2xx answer we cannot read; often a proxy or a half-written body, so worth another attempt."""
-    return ApplicationError(
-        f"{where}: malformed response: {detail[:_EXCERPT_CHARS]}", type=UPSTREAM_BAD_RESPONSE
-    )
+    return ApplicationError(f"{where}: malformed response: {detail[:_EXCERPT_CHARS]}", type=UPSTREAM_BAD_RESPONSE)
 
 
 def status_error(where: str, response: httpx.Response) -> ApplicationError:

@@ -93,9 +93,7 @@ async def _read_stream(where: str, response: httpx.Response, heartbeat: Callable
             raise bad_response(where, f"bad SSE chunk: {data}")
         if "error" in chunk:
             # The status line was already 200; an error mid-stream is the server giving up on this answer.
-            raise ApplicationError(
-                f"{where}: error in stream: {str(chunk['error'])[:200]}", type=UPSTREAM_ERROR
-            )
+            raise ApplicationError(f"{where}: error in stream: {str(chunk['error'])[:200]}", type=UPSTREAM_ERROR)
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             if delta.get("content"):
@@ -111,9 +109,7 @@ async def _read_stream(where: str, response: httpx.Response, heartbeat: Callable
 
 def _usage(raw: Any) -> Usage:
     raw = raw if isinstance(raw, dict) else {}
-    return Usage(
-        input_tokens=_count(raw.get("prompt_tokens")), output_tokens=_count(raw.get("completion_tokens"))
-    )
+    return Usage(input_tokens=_count(raw.get("prompt_tokens")), output_tokens=_count(raw.get("completion_tokens")))
 
 
 def _count(value: Any) -> int:

@@ -24,9 +24,7 @@ async def create_key(body: KeyCreate, principal: AdminDep, session: SessionDep) 
     async with session.begin():
         if await queries.get_tenant(session, body.tenant_id) is None:
             raise ApiError(404, "tenant_not_found", f"no tenant {body.tenant_id}")
-        key, plaintext = await queries.create_api_key(
-            session, tenant_id=body.tenant_id, role=body.role, name=body.name
-        )
+        key, plaintext = await queries.create_api_key(session, tenant_id=body.tenant_id, role=body.role, name=body.name)
     return KeyCreated(**key.model_dump(include=set(KeyCreated.model_fields) - {"key"}), key=plaintext)
 
 

@@ -57,7 +57,7 @@ async def chat_completions(
         error = state.error
         code, message = (error.code, error.message) if error else (errors.UPSTREAM_ERROR, "no result")
         raise ApiError(_UPSTREAM_STATUS.get(code, 502), code, f"{message} (job {handle.id})")
-    created = int((state.finished_at.timestamp() if state.finished_at else 0))
+    created = int(state.finished_at.timestamp() if state.finished_at else 0)
     headers = {"X-Kintsugi-Job-Id": handle.id}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -98,9 +98,7 @@ def _completion(job_id: str, created: int, model: str, state: JobState) -> ChatC
         id=job_id,
         created=created,
         model=model,
-        choices=[
-            Choice(message=ChoiceMessage(content=state.result.content), finish_reason=state.result.finish_reason)
-        ],
+        choices=[Choice(message=ChoiceMessage(content=state.result.content), finish_reason=state.result.finish_reason)],
         usage=_usage(state),
     )
 

@@ -61,9 +61,7 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=4000)] = None,
 ) -> JobList:
-    return await jobs.list_jobs(
-        temporal, principal.tenant_id, status=status, model=model, limit=limit, cursor=cursor
-    )
+    return await jobs.list_jobs(temporal, principal.tenant_id, status=status, model=model, limit=limit, cursor=cursor)
 
 
 @router.get("/{job_id}", response_model=Job)
