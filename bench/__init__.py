@@ -1,1 +1,1 @@
-"""Benchmarks: Kintsugi against a direct upstream call and a bare Temporal baseline (`python -m bench.run`)."""
+"""Benchmarks: Kintsugi against a direct upstream call and a bare Temporal baseline."""

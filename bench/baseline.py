@@ -6,8 +6,8 @@ Kintsugi: an API process and a worker process, each configured by env:
 
     BENCH_TEMPORAL_ADDRESS=127.0.0.1:7233 BENCH_TASK_QUEUE=baseline \\
         python -m uvicorn bench.baseline:create_app --factory --port 8100
-    BENCH_TEMPORAL_ADDRESS=127.0.0.1:7233 BENCH_TASK_QUEUE=baseline BENCH_UPSTREAM_URL=http://127.0.0.1:9101 \\
-        python -m bench.baseline worker
+    BENCH_TEMPORAL_ADDRESS=127.0.0.1:7233 BENCH_TASK_QUEUE=baseline \\
+        BENCH_UPSTREAM_URL=http://127.0.0.1:9101 python -m bench.baseline worker
 
 Defaults everywhere (JSON data converter, sandboxed workflows), a RetryPolicy of 3 attempts like the bench
 routes file gives Kintsugi, and no database, auth, search attributes or bookkeeping.
@@ -122,7 +122,7 @@ async def run_worker() -> None:
 
 def main() -> None:
     if sys.argv[1:] != ["worker"]:
-        raise SystemExit("usage: python -m bench.baseline worker  (the API: uvicorn bench.baseline:create_app)")
+        raise SystemExit("usage: python -m bench.baseline worker  (API: uvicorn bench.baseline:create_app)")
     asyncio.run(run_worker())
 
 

@@ -1,4 +1,5 @@
-"""`make bench`: Kintsugi's `/v1/chat/completions` against a direct upstream call and a bare Temporal baseline.
+"""`make bench`: Kintsugi's `/v1/chat/completions` against a direct upstream call and a bare Temporal
+baseline.
 
     python -m bench.run                 # full run (~10 min on 2 cores)
     python -m bench.run --quick         # smoke run
@@ -316,8 +317,9 @@ def derived(phases: list[Phase]) -> list[dict[str, Any]]:
         direct = _find(phases, "direct", phase.latency_ms, phase.concurrency)
         baseline = _find(phases, "baseline", phase.latency_ms, phase.concurrency)
         overhead = None
-        if phase.system != "direct" and direct is not None and direct.p50 is not None and phase.p50 is not None:
-            overhead = phase.p50 - direct.p50
+        direct_p50 = direct.p50 if direct is not None else None
+        if phase.system != "direct" and direct_p50 is not None and phase.p50 is not None:
+            overhead = phase.p50 - direct_p50
         ratio = None
         if phase.system == "kintsugi" and baseline is not None and baseline.result.jobs_per_s > 0:
             ratio = r.jobs_per_s / baseline.result.jobs_per_s
@@ -367,8 +369,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         )
     lines.append(
         "lat = upstream latency (ms); p50/p95/p99 in ms; +p50 = p50 minus direct's p50 (ms); "
-        "k/b = kintsugi/baseline jobs/s;\nsrvCPU/wrkCPU/apiCPU = CPU-seconds (user+system) per 1,000 jobs of the "
-        "Temporal dev server / worker process / API process during the measured phase."
+        "k/b = kintsugi/baseline jobs/s;\nsrvCPU/wrkCPU/apiCPU = CPU-seconds (user+system) per 1,000 jobs "
+        "of the Temporal dev server / worker process / API process during the measured phase."
     )
     return "\n".join(lines)
 
@@ -493,9 +495,8 @@ def bench(args: argparse.Namespace, children: Children, workdir: Path) -> dict[s
         print(f"{system}:", flush=True)
         if system == "direct":
             for lat, (upstream, url) in upstreams.items():
-                target = Target(
-                    "direct", f"{url}/v1/chat/completions", _body(UPSTREAM_MODEL), meters={"upstream": upstream}
-                )
+                endpoint = f"{url}/v1/chat/completions"
+                target = Target("direct", endpoint, _body(UPSTREAM_MODEL), meters={"upstream": upstream})
                 scenarios(target, lat)
             continue
         system_dir = workdir / system
@@ -520,7 +521,8 @@ def bench(args: argparse.Namespace, children: Children, workdir: Path) -> dict[s
                     scenarios(target, lat)
             histories[system] = history_of(system, address, phases)
     rows = derived(phases)
-    return {"rows": rows, "targets": targets(rows), "histories": histories, "counts": counts, "warmup": warmup}
+    checks = targets(rows)
+    return {"rows": rows, "targets": checks, "histories": histories, "counts": counts, "warmup": warmup}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -564,7 +566,11 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "started_at": started_at.isoformat(),
         "duration_s": duration,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "args": {
             "quick": args.quick,
             "requests": report["counts"],
