@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -247,3 +248,20 @@ async def test_park_timeout_fails_the_job(
 
         assert done["error"]["code"] == "park_timeout"
         assert await event_types(kintsugi, job["id"]) == ["job.started", "job.parked", "job.failed"]
+
+
+async def test_cancel_a_job_mid_call(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), latency_ms=1500)
+    job = (await kintsugi.submit({"model": "primary", "messages": HELLO})).json()
+    for _ in range(100):
+        if kintsugi.upstream.calls(kintsugi.model("a")):
+            break
+        await asyncio.sleep(0.02)
+
+    response = await kintsugi.http.post(f"/v1/jobs/{job['id']}/cancel", headers=kintsugi.admin)
+
+    assert response.status_code == 202
+    done = await kintsugi.wait_status(job["id"], "cancelled", "succeeded", "failed")
+    assert done["status"] == "cancelled"
+    assert await cost_rows(kintsugi, job["id"]) == []
+    assert await event_types(kintsugi, job["id"]) == ["job.started", "job.cancelled"]

@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -144,6 +144,9 @@ class LLMJobWorkflow:
                     summary=f"{deployment.provider}/{deployment.model}",
                 )
             except ActivityError as err:
+                if isinstance(err.cause, CancelledError):
+                    # The job was cancelled while the call was in flight: not a provider failure.
+                    raise asyncio.CancelledError from err
                 self._state.attempts += _attempts(err, deployment.retry)
                 self._state.error = _job_error(err)
                 if self._state.error.code in errors.REQUEST_ERRORS:
