@@ -9,7 +9,8 @@ import signal
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.jobs import LLMActivities
 from settings import Settings
@@ -23,10 +24,12 @@ log = logging.getLogger("kintsugi.worker")
 
 
 def build_worker(client: Client, settings: Settings, activities: LLMActivities) -> Worker:
+    runner = SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=runner,
         activities=[
             activities.preflight,
             activities.call_model,
@@ -35,9 +38,6 @@ def build_worker(client: Client, settings: Settings, activities: LLMActivities) 
         ],
         max_concurrent_activities=200,
         max_concurrent_local_activities=200,
-        # Dispatching activities to the worker that completed the workflow task saves a task-queue round
-        # trip per job; the server does this whenever a slot is free.
-        disable_eager_activity_execution=False,
     )
 
 

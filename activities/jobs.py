@@ -60,6 +60,7 @@ class LLMActivities:
                     price=resolve_price(deployment.model, deployment.price),
                     timeout_s=provider.timeout_s,
                     retry=provider.retry,
+                    call=provider.call,
                 )
             )
         return PreflightOutput(deployments=plan)

@@ -154,7 +154,13 @@ class SpanBuilder:
         scheduled = h.parse_time(data.get("original_schedule_time")) or completed
         name = str(data.get("activity_type") or "local_activity")
         failure = h.failure_info(attrs.get("failure"))
-        self._span(
+        fields: dict[str, Any] = {}
+        if name == "call_model":  # a deployment with `call: local`: the deployment is in the summary
+            provider, _, model = (h.summary(event) or "/").partition("/")
+            call_seq = str(data.get("activity_id") or "").removeprefix("call-")
+            fields = {"provider": provider, "model": model, "call_seq": int(call_seq) if call_seq.isdigit() else None}
+            self._enter_deployment(event, min(scheduled, completed), provider, model)
+        span = self._span(
             event,
             name,
             "local_activity",
@@ -164,7 +170,10 @@ class SpanBuilder:
             activity_type=name,
             attempts=data.get("attempt"),
             last_failure=failure,
+            **fields,
         )
+        if name == "call_model":
+            self._last_call = span
         if name == "preflight":
             self._last_deployment = None
 
@@ -177,22 +186,26 @@ class SpanBuilder:
             fields.update(
                 provider=deployment.get("provider"), model=deployment.get("model"), call_seq=call.get("call_seq")
             )
-            here = (str(fields["provider"]), str(fields["model"]))
-            if self._last_deployment is not None and here != self._last_deployment:
-                self._span(
-                    event,
-                    "reroute",
-                    "reroute",
-                    at,
-                    status="ok",
-                    end=at,
-                    from_deployment="/".join(self._last_deployment),
-                    to_deployment="/".join(here),
-                )
-            self._last_deployment = here
+            self._enter_deployment(event, at, str(fields["provider"]), str(fields["model"]))
         span = self._span(event, name, "activity", at, summary=h.summary(event), **fields)
         self._activities[span.span_id] = span
         self._last_call = span
+
+    def _enter_deployment(self, event: dict[str, Any], at: datetime, provider: str, model: str) -> None:
+        """A call on another deployment than the previous call of the same plan is a reroute."""
+        here = (provider, model)
+        if self._last_deployment is not None and here != self._last_deployment:
+            self._span(
+                event,
+                "reroute",
+                "reroute",
+                at,
+                status="ok",
+                end=at,
+                from_deployment="/".join(self._last_deployment),
+                to_deployment="/".join(here),
+            )
+        self._last_deployment = here
 
     def _activity_started(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
         span = self._activities.get(str(attrs.get("scheduledEventId")))

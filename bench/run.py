@@ -50,7 +50,9 @@ UPSTREAM_MODEL = "bench-model"
 ADMIN_KEY = "bench-admin-key-0123456789"
 KINTSUGI_ID_HEADER = "X-Kintsugi-Job-Id"
 BASELINE_ID_HEADER = "X-Bench-Workflow-Id"
-SYSTEMS = ("direct", "baseline", "kintsugi")
+SYSTEMS = ("direct", "baseline", "kintsugi", "kintsugi-local")
+KINTSUGI_SYSTEMS = {"kintsugi": "activity", "kintsugi-local": "local"}
+"""Kintsugi with its default `call: activity` deployments, and with `call: local` (calls as local activities)."""
 METERS = ("server", "worker", "api", "upstream")
 
 OVERHEAD_TARGET_MS = 25.0
@@ -173,6 +175,7 @@ providers:
     base_url: "{base_url}/v1"
     timeout_s: 30
     retry: {{max_attempts: 3}}
+    call: {call}
 routes:
   bench:
     - {{provider: upstream, model: {model}, price: {{input_per_mtok: 0.0, output_per_mtok: 0.0}}}}
@@ -181,10 +184,16 @@ routes:
 
 @contextmanager
 def kintsugi_app(
-    children: Children, workdir: Path, address: str, upstream_url: str, task_queue: str, database_url: str
+    children: Children,
+    workdir: Path,
+    address: str,
+    upstream_url: str,
+    task_queue: str,
+    database_url: str,
+    call: str,
 ) -> Iterator[tuple[Child, Child, str]]:
     routes_file = workdir / f"routes-{task_queue}.yaml"
-    routes_file.write_text(ROUTES_TEMPLATE.format(base_url=upstream_url, model=UPSTREAM_MODEL))
+    routes_file.write_text(ROUTES_TEMPLATE.format(base_url=upstream_url, model=UPSTREAM_MODEL, call=call))
     env = {
         **_base_env(),
         "KINTSUGI_ENV": "dev",
@@ -265,7 +274,7 @@ def _progress(phase: Phase) -> str:
     r = phase.result
     server = phase.cpu_per_1k("server")
     return (
-        f"  {phase.system:<8} {phase.latency_ms:>3} ms  c={phase.concurrency:<3} n={r.n:<5} "
+        f"  {phase.system:<14} {phase.latency_ms:>3} ms  c={phase.concurrency:<3} n={r.n:<5} "
         f"err={len(r.errors):<3} p50={_ms(r.percentile(50))} p99={_ms(r.percentile(99))} "
         f"{r.jobs_per_s:7.1f} jobs/s" + (f"  server {server:.1f} CPU-s/1k" if server is not None else "")
     )
@@ -321,7 +330,7 @@ def derived(phases: list[Phase]) -> list[dict[str, Any]]:
         if phase.system != "direct" and direct_p50 is not None and phase.p50 is not None:
             overhead = phase.p50 - direct_p50
         ratio = None
-        if phase.system == "kintsugi" and baseline is not None and baseline.result.jobs_per_s > 0:
+        if phase.system in KINTSUGI_SYSTEMS and baseline is not None and baseline.result.jobs_per_s > 0:
             ratio = r.jobs_per_s / baseline.result.jobs_per_s
         rows.append(
             {
@@ -353,14 +362,14 @@ def _opt(value: float | None, fmt: str, width: int) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     header = (
-        f"{'system':<8} {'lat':>4} {'conc':>4} {'n':>5} {'err':>4} {'p50':>7} {'p95':>7} {'p99':>7} "
+        f"{'system':<14} {'lat':>4} {'conc':>4} {'n':>5} {'err':>4} {'p50':>7} {'p95':>7} {'p99':>7} "
         f"{'jobs/s':>7} {'+p50':>7} {'k/b':>5} {'srvCPU':>7} {'wrkCPU':>7} {'apiCPU':>7}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         per_1k = row["cpu_s_per_1k_jobs"]
         lines.append(
-            f"{row['system']:<8} {row['latency_ms']:>4} {row['concurrency']:>4} {row['n']:>5} "
+            f"{row['system']:<14} {row['latency_ms']:>4} {row['concurrency']:>4} {row['n']:>5} "
             f"{row['errors']:>4} {_ms(row['p50_ms'])} {_ms(row['p95_ms'])} {_ms(row['p99_ms'])} "
             f"{row['jobs_per_s']:7.1f} {_opt(row['overhead_p50_ms'], '+.1f', 7)} "
             f"{_opt(row['kintsugi_over_baseline_throughput'], '.2f', 5)} "
@@ -389,31 +398,32 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         verdict = "SKIP" if value is None or passed is None else ("PASS" if passed else "MISS")
         checks.append({"target": name, "value": value, "goal": goal, "verdict": verdict})
 
-    row = _row(rows, "kintsugi", 0, 1)
-    overhead = row["overhead_p50_ms"] if row else None
-    check(
-        "p50 overhead over direct, concurrency 1, 0 ms upstream",
-        overhead,
-        f"<= {OVERHEAD_TARGET_MS:.0f} ms",
-        None if overhead is None else overhead <= OVERHEAD_TARGET_MS,
-    )
-    for concurrency in (10, 50):
-        row = _row(rows, "kintsugi", 200, concurrency)
-        ratio = row["kintsugi_over_baseline_throughput"] if row else None
+    for system in KINTSUGI_SYSTEMS:
+        row = _row(rows, system, 0, 1)
+        overhead = row["overhead_p50_ms"] if row else None
         check(
-            f"throughput vs baseline, concurrency {concurrency}, 200 ms upstream",
-            ratio,
-            f">= {THROUGHPUT_RATIO_TARGET}x",
-            None if ratio is None else ratio >= THROUGHPUT_RATIO_TARGET,
+            f"{system}: p50 overhead over direct, concurrency 1, 0 ms upstream",
+            overhead,
+            f"<= {OVERHEAD_TARGET_MS:.0f} ms",
+            None if overhead is None else overhead <= OVERHEAD_TARGET_MS,
         )
-    row = _row(rows, "kintsugi", 200, 50)
-    rate = row["jobs_per_s"] if row else None
-    check(
-        "throughput, concurrency 50, 200 ms upstream",
-        rate,
-        f">= {THROUGHPUT_TARGET:.0f} jobs/s",
-        None if rate is None else rate >= THROUGHPUT_TARGET,
-    )
+        for concurrency in (10, 50):
+            row = _row(rows, system, 200, concurrency)
+            ratio = row["kintsugi_over_baseline_throughput"] if row else None
+            check(
+                f"{system}: throughput vs baseline, concurrency {concurrency}, 200 ms upstream",
+                ratio,
+                f">= {THROUGHPUT_RATIO_TARGET}x",
+                None if ratio is None else ratio >= THROUGHPUT_RATIO_TARGET,
+            )
+        row = _row(rows, system, 200, 50)
+        rate = row["jobs_per_s"] if row else None
+        check(
+            f"{system}: throughput, concurrency 50, 200 ms upstream",
+            rate,
+            f">= {THROUGHPUT_TARGET:.0f} jobs/s",
+            None if rate is None else rate >= THROUGHPUT_TARGET,
+        )
     return checks
 
 
@@ -454,7 +464,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, metavar="N", help="warm-up requests per phase (default 20)")
     parser.add_argument("--latencies", default="0,200", help="upstream latencies in ms (default 0,200)")
     parser.add_argument("--concurrency", default="1,10,50", help="concurrency levels (default 1,10,50)")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="default direct,baseline,kintsugi")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"default {','.join(SYSTEMS)}")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
     args = parser.parse_args(argv)
     args.latencies = [int(x) for x in args.latencies.split(",")]
@@ -502,7 +512,7 @@ def bench(args: argparse.Namespace, children: Children, workdir: Path) -> dict[s
         system_dir = workdir / system
         with dev_server(children, system_dir) as (server, address):
             database_url = f"sqlite+aiosqlite:///{system_dir / 'k.db'}"
-            if system == "kintsugi":
+            if system in KINTSUGI_SYSTEMS:
                 from store.migrate import upgrade
 
                 upgrade(database_url)
@@ -512,7 +522,9 @@ def bench(args: argparse.Namespace, children: Children, workdir: Path) -> dict[s
                     app = baseline_app(children, address, upstream_url, queue)
                     body, headers, id_header = _body(UPSTREAM_MODEL), {}, BASELINE_ID_HEADER
                 else:
-                    app = kintsugi_app(children, system_dir, address, upstream_url, queue, database_url)
+                    app = kintsugi_app(
+                        children, system_dir, address, upstream_url, queue, database_url, KINTSUGI_SYSTEMS[system]
+                    )
                     body = _body("bench")
                     headers, id_header = {"Authorization": f"Bearer {ADMIN_KEY}"}, KINTSUGI_ID_HEADER
                 with app as (worker, api, url):

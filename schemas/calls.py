@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.jobs import ChatMessage, JobParams, Usage
-from schemas.routes import RetryConfig
+from schemas.routes import CallMode, RetryConfig
 
 
 class ResolvedPrice(BaseModel):
@@ -27,6 +27,7 @@ class PlannedDeployment(BaseModel):
     price: ResolvedPrice
     timeout_s: float
     retry: RetryConfig
+    call: CallMode = "activity"
 
 
 class JobEvent(BaseModel):

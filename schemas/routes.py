@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+CallMode = Literal["activity", "local"]
+
 
 class RoutesFileError(ValueError):
     """A malformed routes file; the message names the file and the offending path inside it."""
@@ -36,6 +38,11 @@ class _ProviderBase(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0)
     """Start-to-close timeout of one upstream call."""
     retry: RetryConfig = RetryConfig()
+    call: CallMode = "activity"
+    """How the workflow runs each call: `activity` suits any call; `local` (a local activity) costs the
+    Temporal server about 40% less per job and suits calls that finish in seconds. A local call that
+    outlives the workflow task timeout keeps it alive with extra history events, and a crashed worker's call
+    is retried only after that timeout (10 s)."""
 
 
 class SimulatorProvider(_ProviderBase):

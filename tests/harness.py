@@ -39,12 +39,24 @@ def test_routes(upstream_url: str, prefix: str) -> dict[str, Any]:
                 "timeout_s": 2,
                 "retry": FAST_RETRY,
             },
+            "up-local": {
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": UPSTREAM_KEY_ENV,
+                "timeout_s": 2,
+                "retry": FAST_RETRY,
+                "call": "local",
+            },
             "sim": {"kind": "simulator", "latency_ms": 1},
         },
         "routes": {
             "primary": [{**up, "model": f"{prefix}-a"}],
             "fallback": [{**up, "model": f"{prefix}-a"}, {**up, "model": f"{prefix}-b"}],
             "other": [{**up, "model": f"{prefix}-c"}],
+            "local-fallback": [
+                {"provider": "up-local", "model": f"{prefix}-a"},
+                {"provider": "up-local", "model": f"{prefix}-b"},
+            ],
             "priced": [{**up, "model": "gpt-4o-mini"}],
             "sim-1": [{"provider": "sim", "model": "sim-1"}],
         },
@@ -108,6 +120,7 @@ async def running_kintsugi(
         task_queue=f"tq-{prefix}",
         routes_file=routes_file,
         data_dir=tmp_path,
+        workflow_sandbox=True,  # tests run workflows sandboxed, so non-determinism fails loudly
         **overrides,
     )
     engine = create_engine(database_url)

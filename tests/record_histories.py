@@ -67,6 +67,13 @@ async def reroute(harness: Harness) -> str:
     return await _finish(harness, await _submit(harness, "fallback"))
 
 
+async def reroute_local(harness: Harness) -> str:
+    """The same as `reroute` on deployments whose calls run as local activities."""
+    harness.upstream.configure(harness.model("a"), fail_always=True, status=503)
+    harness.upstream.configure(harness.model("b"), fail_first=1, status=500)
+    return await _finish(harness, await _submit(harness, "local-fallback"))
+
+
 async def park_repair(harness: Harness) -> str:
     job_id = await _parked(harness)
     harness.upstream.configure(harness.model("a"))  # the provider recovers
@@ -96,6 +103,7 @@ SCENARIOS: dict[str, Scenario] = {
     "success": success,
     "retry": retry,
     "reroute": reroute,
+    "reroute_local": reroute_local,
     "park_repair": park_repair,
     "park_reroute": park_reroute,
     "non_retryable": non_retryable,

@@ -265,3 +265,31 @@ async def test_cancel_a_job_mid_call(kintsugi: Harness) -> None:
     assert done["status"] == "cancelled"
     assert await cost_rows(kintsugi, job["id"]) == []
     assert await event_types(kintsugi, job["id"]) == ["job.started", "job.cancelled"]
+
+
+async def test_local_call_mode_retries_and_reroutes(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=503)
+    kintsugi.upstream.configure(kintsugi.model("b"), fail_first=1, status=500)
+
+    job = (await kintsugi.submit({"model": "local-fallback", "messages": HELLO}, wait=10)).json()
+
+    assert job["status"] == "succeeded", job
+    assert job["deployment"] == {"provider": "up-local", "model": kintsugi.model("b")}
+    assert job["attempts"] == 5
+    assert len(await cost_rows(kintsugi, job["id"])) == 1
+    trace = (await kintsugi.http.get(f"/v1/jobs/{job['id']}/trace", headers=kintsugi.admin)).json()
+    calls = [span for span in trace["root"]["children"] if span["name"] == "call_model"]
+    assert [(c["kind"], c["attributes"]["model"], c["attributes"]["attempts"]) for c in calls] == [
+        ("local_activity", kintsugi.model("a"), 3),
+        ("local_activity", kintsugi.model("b"), 2),
+    ]
+    assert any(span["kind"] == "reroute" for span in trace["root"]["children"])
+
+
+async def test_local_call_mode_bad_request_fails_at_once(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=400)
+
+    job = (await kintsugi.submit({"model": "local-fallback", "messages": HELLO}, wait=10)).json()
+
+    assert (job["status"], job["error"]["code"], job["attempts"]) == ("failed", "bad_request", 1)
+    assert kintsugi.upstream.calls(kintsugi.model("b")) == 0

@@ -42,6 +42,8 @@ DEFAULT_CALL_RETRY = RetryConfig()
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
 LOCAL_ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 """Bookkeeping (route plan, cost and event rows) retries until the database answers: a blip delays a job."""
+CALL_FAILURES = (ActivityError, ApplicationError, ActivityTimeoutError, CancelledError)
+"""What an (local) activity raises into the workflow when it fails for good."""
 NON_RETRYABLE = sorted(errors.REQUEST_ERRORS | errors.DEPLOYMENT_ERRORS | {errors.UNKNOWN_MODEL})
 
 
@@ -120,8 +122,8 @@ class LLMJobWorkflow:
                 start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
                 retry_policy=LOCAL_ACTIVITY_RETRY,
             )
-        except ActivityError as err:
-            await self._fail(_job_error(err))
+        except CALL_FAILURES as err:
+            await self._fail(_job_error(_unwrap(err)[0]))
 
     async def _call_plan(self, input: JobInput, plan: PreflightOutput) -> tuple[PlannedDeployment, CallModelOutput]:
         for index, deployment in enumerate(plan.deployments):
@@ -130,31 +132,39 @@ class LLMJobWorkflow:
             self._call_seq += 1
             self._state.deployment = DeploymentRef(provider=deployment.provider, model=deployment.model)
             try:
-                output = await workflow.execute_activity_method(
-                    LLMActivities.call_model,
-                    CallModelInput(
-                        job_id=workflow.info().workflow_id,
-                        call_seq=self._call_seq,
-                        deployment=deployment,
-                        messages=input.messages,
-                        params=input.params,
-                    ),
-                    start_to_close_timeout=timedelta(seconds=deployment.timeout_s),
-                    retry_policy=call_retry_policy(deployment.retry),
-                    summary=f"{deployment.provider}/{deployment.model}",
-                )
-            except ActivityError as err:
-                if isinstance(err.cause, CancelledError):
+                output = await self._call_model(input, deployment)
+            except CALL_FAILURES as err:
+                cause, retry_state = _unwrap(err)
+                if isinstance(cause, CancelledError):
                     # The job was cancelled while the call was in flight: not a provider failure.
                     raise asyncio.CancelledError from err
-                self._state.attempts += _attempts(err, deployment.retry)
-                self._state.error = _job_error(err)
+                self._state.attempts += _attempts(cause, retry_state, deployment.retry)
+                self._state.error = _job_error(cause)
                 if self._state.error.code in errors.REQUEST_ERRORS:
                     raise _Exhausted from err
                 continue
             self._state.attempts += output.attempt
             return deployment, output
         raise _Exhausted
+
+    async def _call_model(self, input: JobInput, deployment: PlannedDeployment) -> CallModelOutput:
+        call = CallModelInput(
+            job_id=workflow.info().workflow_id,
+            call_seq=self._call_seq,
+            deployment=deployment,
+            messages=input.messages,
+            params=input.params,
+        )
+        options: dict[str, Any] = {
+            "start_to_close_timeout": timedelta(seconds=deployment.timeout_s),
+            "retry_policy": call_retry_policy(deployment.retry),
+            # The trace reads the call number and deployment back from these two.
+            "activity_id": f"call-{self._call_seq}",
+            "summary": f"{deployment.provider}/{deployment.model}",
+        }
+        if deployment.call == "local":
+            return await workflow.execute_local_activity_method(LLMActivities.call_model, call, **options)
+        return await workflow.execute_activity_method(LLMActivities.call_model, call, **options)
 
     async def _park(self, input: JobInput) -> RepairInput:
         self._state.error = self._last_error()
@@ -257,22 +267,31 @@ class LLMJobWorkflow:
         )
 
 
-def _job_error(err: ActivityError) -> JobError:
-    cause = err.cause
+def _unwrap(err: Exception) -> tuple[BaseException | None, RetryState | None]:
+    """An activity's failure arrives wrapped in `ActivityError`; a local activity's arrives bare."""
+    if isinstance(err, ActivityError):
+        return err.cause, err.retry_state
+    return err, None
+
+
+def _job_error(cause: BaseException | None) -> JobError:
     if isinstance(cause, ApplicationError):
         return JobError(code=cause.type or errors.UPSTREAM_ERROR, message=cause.message)
     if isinstance(cause, ActivityTimeoutError):
         return JobError(code=errors.UPSTREAM_TIMEOUT, message="upstream call timed out")
-    return JobError(code=errors.UPSTREAM_ERROR, message=str(cause or err))
+    return JobError(code=errors.UPSTREAM_ERROR, message=str(cause))
 
 
-def _attempts(err: ActivityError, retry: RetryConfig) -> int:
+def _attempts(cause: BaseException | None, retry_state: RetryState | None, retry: RetryConfig) -> int:
     """Attempts spent on one deployment; history records only the last attempt's failure."""
-    cause = err.cause
     if isinstance(cause, ApplicationError) and cause.details:
         detail = cause.details[0]
         if isinstance(detail, dict) and isinstance(detail.get("attempt"), int):
             return int(detail["attempt"])
-    if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
+    # A timeout carries no details: it was retried until the attempts ran out (a local activity's failure
+    # has no retry state).
+    if retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED or (
+        retry_state is None and isinstance(cause, ActivityTimeoutError)
+    ):
         return retry.max_attempts
     return 1
