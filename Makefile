@@ -8,7 +8,11 @@ VENV := .venv/bin
 install:
 	@if command -v uv >/dev/null 2>&1; then UV=uv; \
 	else python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv; UV="python3 -m uv"; fi; \
-	$$UV sync --frozen
+	$$UV sync --frozen --compile-bytecode
+	@# Bytecode for our own modules too: with PYTHONDONTWRITEBYTECODE set, every process (and, when
+	@# sandboxed, every workflow run) would otherwise compile them from source.
+	@$(VENV)/python -m compileall -q api workflows activities schemas store migrations bench tests \
+		settings.py worker.py cli.py devserver.py supervisor.py >/dev/null
 
 up: install
 	$(VENV)/kintsugi up

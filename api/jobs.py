@@ -74,6 +74,8 @@ async def start_job(
             ),
             # A repeated idempotency key returns the job it started, running or finished, never a second one.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # So that reading a job without asking a worker still shows its metadata.
+            memo={"metadata": request.metadata},
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
@@ -97,13 +99,15 @@ async def describe_job(client: Client, tenant_id: str, job_id: str) -> tuple[Job
     return handle, description
 
 
-async def read_job(client: Client, tenant_id: str, job_id: str) -> Job:
+async def read_job(client: Client, tenant_id: str, job_id: str, *, ask_worker: bool = True) -> Job:
+    """The job resource. `ask_worker=False` skips the `state` query of a running job: for a job just
+    queued there is nothing more to know, and the query would cost a round trip through a worker."""
     handle, description = await describe_job(client, tenant_id, job_id)
-    return await job_from(handle, description)
+    return await job_from(handle, description, ask_worker=ask_worker)
 
 
-async def job_from(handle: JobHandle, description: WorkflowExecutionDescription) -> Job:
-    state = await _state(handle, description)
+async def job_from(handle: JobHandle, description: WorkflowExecutionDescription, *, ask_worker: bool = True) -> Job:
+    state = await _state(handle, description, ask_worker)
     return Job(
         id=handle.id,
         created_at=description.start_time,
@@ -134,22 +138,27 @@ async def finished_state(handle: JobHandle) -> JobState:
         return state
 
 
-async def _state(handle: JobHandle, description: WorkflowExecutionDescription) -> JobState:
+async def _state(handle: JobHandle, description: WorkflowExecutionDescription, ask_worker: bool) -> JobState:
     status = description.status
-    recorded = _summary_status(description)
-    model = description.typed_search_attributes.get(sa.MODEL) or ""
-    if status == WorkflowExecutionStatus.RUNNING:
+    if status == WorkflowExecutionStatus.RUNNING and ask_worker:
         try:
             return await handle.query(LLMJobWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
         except RPCError:
-            # No worker has picked the job up yet: what visibility knows is all there is.
-            return JobState(status=recorded, model=model)
+            # No worker polls yet, or a `call: local` call holds the workflow task: fall back to what the
+            # server itself knows.
+            pass
     if status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
         try:
             return await finished_state(handle)
         except WorkflowFailureError:
             pass
-    return JobState(status=recorded, model=model)
+    memo = await description.memo()
+    metadata = memo.get("metadata")
+    return JobState(
+        status=_summary_status(description),
+        model=description.typed_search_attributes.get(sa.MODEL) or "",
+        metadata=metadata if isinstance(metadata, dict) else {},
+    )
 
 
 def _state_from_failure(err: WorkflowFailureError) -> JobState | None:

@@ -100,11 +100,12 @@ async def test_repeated_idempotency_key_returns_the_same_job(kintsugi_db: Harnes
 
 
 async def test_submit_without_wait_is_202_with_location(kintsugi_db: Harness) -> None:
-    response = await kintsugi_db.submit({"model": "sim-1", "messages": HELLO})
+    response = await kintsugi_db.submit({"model": "sim-1", "messages": HELLO, "metadata": {"user": "u1"}})
 
     assert response.status_code == 202
     job = response.json()
     assert job["status"] in ("queued", "running", "succeeded")
+    assert job["metadata"] == {"user": "u1"}
     assert response.headers["location"] == f"/v1/jobs/{job['id']}"
     done = await kintsugi_db.wait_status(job["id"], "succeeded")
     assert done["result"]["content"].startswith("[simulated]")

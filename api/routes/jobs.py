@@ -49,7 +49,9 @@ async def submit_job(
         if await jobs.wait_for_job(handle, wait_s):
             response.status_code = 200
     response.headers["Location"] = f"/v1/jobs/{handle.id}"
-    return await jobs.read_job(temporal, principal.tenant_id, handle.id)
+    # A new job is queued and needs no worker's word; a repeated idempotency key may name a running one.
+    fresh = wait_s is None and body.idempotency_key is None
+    return await jobs.read_job(temporal, principal.tenant_id, handle.id, ask_worker=not fresh)
 
 
 @router.get("", response_model=JobList)
