@@ -93,6 +93,7 @@ class LLMJobWorkflow:
                         plan = await self._preflight(input, repair.model)
             return await self._succeed(input, deployment, output)
         except asyncio.CancelledError:
+            self._state.finished_at = workflow.now()
             self._set_status("cancelled")
             self._event("job.cancelled")
             await self._flush_events()
