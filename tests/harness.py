@@ -47,6 +47,13 @@ def test_routes(upstream_url: str, prefix: str) -> dict[str, Any]:
                 "retry": FAST_RETRY,
                 "call": "local",
             },
+            "claude": {
+                "kind": "anthropic",
+                "base_url": upstream_url,
+                "api_key_env": UPSTREAM_KEY_ENV,
+                "timeout_s": 2,
+                "retry": FAST_RETRY,
+            },
             "sim": {"kind": "simulator", "latency_ms": 1},
         },
         "routes": {
@@ -58,6 +65,7 @@ def test_routes(upstream_url: str, prefix: str) -> dict[str, Any]:
                 {"provider": "up-local", "model": f"{prefix}-b"},
             ],
             "priced": [{**up, "model": "gpt-4o-mini"}],
+            "claude": [{"provider": "claude", "model": f"{prefix}-a"}, {**up, "model": f"{prefix}-b"}],
             "sim-1": [{"provider": "sim", "model": "sim-1"}],
         },
     }

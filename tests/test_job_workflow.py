@@ -293,3 +293,21 @@ async def test_local_call_mode_bad_request_fails_at_once(kintsugi: Harness) -> N
 
     assert (job["status"], job["error"]["code"], job["attempts"]) == ("failed", "bad_request", 1)
     assert kintsugi.upstream.calls(kintsugi.model("b")) == 0
+
+
+async def test_anthropic_deployment_with_openai_fallback(kintsugi: Harness) -> None:
+    system = {"role": "system", "content": "be brief"}
+    job = (await kintsugi.submit({"model": "claude", "messages": [system, *HELLO]}, wait=10)).json()
+
+    assert job["status"] == "succeeded"
+    assert job["result"]["content"] == "echo: hello"
+    assert job["deployment"] == {"provider": "claude", "model": kintsugi.model("a")}
+    sent = kintsugi.upstream.last_request(kintsugi.model("a"))
+    assert sent["path"] == "/v1/messages"
+    assert sent["headers"]["x-api-key"] == "upstream-secret"
+    assert sent["body"]["system"] == "be brief"
+
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=529)
+    rerouted = (await kintsugi.submit({"model": "claude", "messages": HELLO}, wait=10)).json()
+
+    assert rerouted["deployment"] == {"provider": "up", "model": kintsugi.model("b")}
