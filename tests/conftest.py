@@ -7,7 +7,9 @@ import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,7 +20,7 @@ from settings import Settings
 from store.engine import normalize_url
 from store.migrate import upgrade
 from tests.fake_upstream import FakeUpstream
-from tests.harness import UPSTREAM_KEY_ENV, Harness, running_kintsugi
+from tests.harness import UPSTREAM_KEY_ENV, Harness, KintsugiFactory, running_kintsugi
 from workflows.client import connect
 
 PG_ADMIN_DSN = os.environ.get("KINTSUGI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -117,30 +119,31 @@ async def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def kintsugi(
-    tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, sqlite_url: str
-) -> AsyncIterator[Harness]:
+def make_kintsugi(tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream) -> KintsugiFactory:
+    """`make_kintsugi(database_url, **settings_overrides)`: a Kintsugi of the test's own, with options."""
+
+    def make(database_url: str, **overrides: Any) -> AbstractAsyncContextManager[Harness]:
+        return running_kintsugi(
+            tmp_path=tmp_path,
+            temporal=temporal,
+            temporal_address=temporal_address,
+            upstream=upstream,
+            database_url=database_url,
+            **overrides,
+        )
+
+    return make
+
+
+@pytest.fixture
+async def kintsugi(make_kintsugi: KintsugiFactory, sqlite_url: str) -> AsyncIterator[Harness]:
     """Kintsugi on SQLite: for workflow behaviour, where the database dialect does not matter."""
-    async with running_kintsugi(
-        tmp_path=tmp_path,
-        temporal=temporal,
-        temporal_address=temporal_address,
-        upstream=upstream,
-        database_url=sqlite_url,
-    ) as harness:
+    async with make_kintsugi(sqlite_url) as harness:
         yield harness
 
 
 @pytest.fixture
-async def kintsugi_db(
-    tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, migrated_db_url: str
-) -> AsyncIterator[Harness]:
+async def kintsugi_db(make_kintsugi: KintsugiFactory, migrated_db_url: str) -> AsyncIterator[Harness]:
     """Kintsugi on each database dialect: for API and store behaviour."""
-    async with running_kintsugi(
-        tmp_path=tmp_path,
-        temporal=temporal,
-        temporal_address=temporal_address,
-        upstream=upstream,
-        database_url=migrated_db_url,
-    ) as harness:
+    async with make_kintsugi(migrated_db_url) as harness:
         yield harness

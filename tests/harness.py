@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,10 @@ class Harness:
                 return job
             await asyncio.sleep(0.05)
         raise AssertionError(f"job {job_id} never reached {statuses}; last: {job}")
+
+
+KintsugiFactory = Callable[..., contextlib.AbstractAsyncContextManager["Harness"]]
+"""The `make_kintsugi` fixture: `make_kintsugi(database_url, **settings_overrides)`."""
 
 
 @contextlib.asynccontextmanager

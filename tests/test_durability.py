@@ -12,10 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
 
-from tests.fake_upstream import FakeUpstream
-from tests.harness import Harness, running_kintsugi
+from tests.harness import Harness, KintsugiFactory
 from tests.test_job_workflow import cost_rows
 
 JOBS = 8
@@ -55,16 +53,9 @@ def worker_process(harness: Harness, log: Path) -> Iterator[subprocess.Popen[byt
     ],
 )
 async def test_sigkilled_worker_loses_nothing_and_bills_once(
-    tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, sqlite_url: str, route: str
+    make_kintsugi: KintsugiFactory, sqlite_url: str, tmp_path: Path, route: str
 ) -> None:
-    async with running_kintsugi(
-        tmp_path=tmp_path,
-        temporal=temporal,
-        temporal_address=temporal_address,
-        upstream=upstream,
-        database_url=sqlite_url,
-        run_worker=False,
-    ) as kintsugi:
+    async with make_kintsugi(sqlite_url, run_worker=False) as kintsugi:
         slow = kintsugi.model("a")
         kintsugi.upstream.configure(slow, latency_ms=1500)
         log = tmp_path / "worker.log"

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from temporalio.client import Client
 
 from store.engine import create_engine, session_factory
 from store.models import EventLog, ModelCostLog
-from tests.fake_upstream import FakeUpstream
-from tests.harness import Harness, running_kintsugi
+from tests.harness import Harness, KintsugiFactory
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -230,17 +227,8 @@ async def test_cancel_a_parked_job(kintsugi: Harness) -> None:
     assert again.status_code == 409
 
 
-async def test_park_timeout_fails_the_job(
-    tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream, sqlite_url: str
-) -> None:
-    async with running_kintsugi(
-        tmp_path=tmp_path,
-        temporal=temporal,
-        temporal_address=temporal_address,
-        upstream=upstream,
-        database_url=sqlite_url,
-        park_timeout_s=0.5,
-    ) as kintsugi:
+async def test_park_timeout_fails_the_job(make_kintsugi: KintsugiFactory, sqlite_url: str) -> None:
+    async with make_kintsugi(sqlite_url, park_timeout_s=0.5) as kintsugi:
         kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=500)
         job = (await kintsugi.submit({"model": "primary", "messages": HELLO, "on_exhausted": "park"})).json()
 

@@ -11,7 +11,9 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.providers import (
+from activities.providers import call_provider
+from schemas.calls import CallModelInput, PlannedDeployment, ResolvedPrice
+from schemas.errors import (
     BAD_REQUEST,
     CONTEXT_LENGTH_EXCEEDED,
     DEPLOYMENT_ERRORS,
@@ -23,9 +25,7 @@ from activities.providers import (
     UPSTREAM_ERROR,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
-    call_provider,
 )
-from schemas.calls import CallModelInput, PlannedDeployment, ResolvedPrice
 from schemas.jobs import ChatMessage, JobParams
 from schemas.routes import AnthropicProvider, OpenAIProvider, RetryConfig, SimulatorProvider
 from tests.fake_upstream import FakeUpstream

@@ -1,6 +1,6 @@
 """Upstream LLM calls over httpx: one request per call, no retries (Temporal owns them).
 
-Every failure is raised as an `ApplicationError` whose `type` is one of the codes in `errors`, retryable or
+Every failure is raised as an `ApplicationError` whose `type` is one of the codes in `schemas.errors`, retryable or
 not as the code says; `REQUEST_ERRORS` and `DEPLOYMENT_ERRORS` tell the workflow whether rerouting can help.
 """
 
@@ -12,36 +12,10 @@ from collections.abc import Callable
 import httpx
 
 from activities.providers import anthropic, openai, simulator
-from activities.providers.errors import (
-    BAD_REQUEST,
-    CONTEXT_LENGTH_EXCEEDED,
-    DEPLOYMENT_ERRORS,
-    MODEL_NOT_FOUND,
-    RATE_LIMITED,
-    REQUEST_ERRORS,
-    UPSTREAM_AUTH,
-    UPSTREAM_BAD_RESPONSE,
-    UPSTREAM_ERROR,
-    UPSTREAM_TIMEOUT,
-    UPSTREAM_UNREACHABLE,
-)
 from schemas.calls import CallModelInput, CallModelOutput
 from schemas.routes import AnthropicProvider, OpenAIProvider, ProviderConfig, SimulatorProvider
 
-__all__ = [
-    "BAD_REQUEST",
-    "CONTEXT_LENGTH_EXCEEDED",
-    "DEPLOYMENT_ERRORS",
-    "MODEL_NOT_FOUND",
-    "RATE_LIMITED",
-    "REQUEST_ERRORS",
-    "UPSTREAM_AUTH",
-    "UPSTREAM_BAD_RESPONSE",
-    "UPSTREAM_ERROR",
-    "UPSTREAM_TIMEOUT",
-    "UPSTREAM_UNREACHABLE",
-    "call_provider",
-]
+__all__ = ["call_provider"]
 
 
 def _no_heartbeat() -> None:

@@ -18,30 +18,14 @@ from temporalio.exceptions import ApplicationError
 from schemas.errors import (
     BAD_REQUEST,
     CONTEXT_LENGTH_EXCEEDED,
-    DEPLOYMENT_ERRORS,
     MODEL_NOT_FOUND,
     RATE_LIMITED,
-    REQUEST_ERRORS,
     UPSTREAM_AUTH,
     UPSTREAM_BAD_RESPONSE,
     UPSTREAM_ERROR,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
 )
-
-__all__ = [
-    "BAD_REQUEST",
-    "CONTEXT_LENGTH_EXCEEDED",
-    "DEPLOYMENT_ERRORS",
-    "MODEL_NOT_FOUND",
-    "RATE_LIMITED",
-    "REQUEST_ERRORS",
-    "UPSTREAM_AUTH",
-    "UPSTREAM_BAD_RESPONSE",
-    "UPSTREAM_ERROR",
-    "UPSTREAM_TIMEOUT",
-    "UPSTREAM_UNREACHABLE",
-]
 
 MAX_RETRY_AFTER = timedelta(seconds=300)
 """A longer `Retry-After` would hold an activity slot for minutes; the RetryPolicy takes over past this."""

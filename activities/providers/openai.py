@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from activities.providers.errors import UPSTREAM_ERROR, bad_response, status_error, transport_error
+from activities.providers.errors import bad_response, status_error, transport_error
 from schemas.calls import CallModelInput
+from schemas.errors import UPSTREAM_ERROR
 from schemas.jobs import Usage
 from schemas.routes import OpenAIProvider
 

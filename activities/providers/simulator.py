@@ -7,8 +7,8 @@ import random
 
 from temporalio.exceptions import ApplicationError
 
-from activities.providers.errors import UPSTREAM_ERROR
 from schemas.calls import CallModelInput
+from schemas.errors import UPSTREAM_ERROR
 from schemas.jobs import Usage
 from schemas.routes import SimulatorProvider
 
