@@ -65,7 +65,6 @@ async def test_sigkilled_worker_loses_nothing_and_bills_once(
                 for i in range(JOBS)
             ]
             for _ in range(200):  # every job's upstream call is in flight
-                print("CALLS", __import__("datetime").datetime.now().time(), kintsugi.upstream.calls(slow), flush=True)
                 if kintsugi.upstream.calls(slow) >= JOBS:
                     break
                 await asyncio.sleep(0.05)
