@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
@@ -19,6 +20,8 @@ from workflows.client import connect
 from workflows.llm_job import LLMJobWorkflow
 
 WORKFLOWS = [LLMJobWorkflow]
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=8)
 
 log = logging.getLogger("kintsugi.worker")
 
@@ -38,6 +41,9 @@ def build_worker(client: Client, settings: Settings, activities: LLMActivities) 
         ],
         max_concurrent_activities=200,
         max_concurrent_local_activities=200,
+        # On SIGTERM, calls in flight get this long to finish (and be billed) before they are cancelled
+        # and retried elsewhere; `kintsugi up` waits 10 s before it kills.
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 
@@ -46,18 +52,21 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     client = await connect(settings)
     engine = create_engine(settings.effective_database_url)
-    # Temporal owns retries: the HTTP client makes exactly one request per activity attempt.
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=500, max_keepalive_connections=100)) as http:
-        activities = LLMActivities(routes=settings.routes, sessions=session_factory(engine), http=http)
-        worker = build_worker(client, settings, activities)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        async with worker:
-            log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
-            await stop.wait()
-    await engine.dispose()
+    limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
+    try:
+        # Temporal owns retries: the HTTP client makes exactly one request per activity attempt.
+        async with httpx.AsyncClient(limits=limits) as http:
+            activities = LLMActivities(routes=settings.routes, sessions=session_factory(engine), http=http)
+            worker = build_worker(client, settings, activities)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, stop.set)
+            async with worker:
+                log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+                await stop.wait()
+    finally:
+        await engine.dispose()
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,6 @@ from api.errors import install_error_handlers
 from api.routes import admin, chat, health, jobs, traces
 from settings import Settings
 from store.engine import create_engine, session_factory
-from workflows.client import connect
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,8 +25,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.routes = routes
         app.state.sessions = session_factory(engine)
-        # Lazy: the API starts (and /readyz reports) while Temporal is still coming up.
-        app.state.temporal = await connect(settings, lazy=True)
+        # Connected on first use (see deps.get_temporal): the API starts, and /readyz reports, while
+        # Temporal is still coming up.
+        app.state.temporal = None
+        app.state.temporal_lock = asyncio.Lock()
         try:
             yield
         finally:

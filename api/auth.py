@@ -23,6 +23,12 @@ class Principal:
     key_id: str | None
     """None for the admin key from the environment."""
 
+    @property
+    def scope(self) -> str | None:
+        """The tenant this principal may administer; None for the environment's admin key, which
+        administers every tenant. A tenant's own admin keys stay inside their tenant."""
+        return None if self.key_id is None and self.role == "admin" else self.tenant_id
+
     def require(self, role: Role) -> None:
         if _RANK[self.role] < _RANK[role]:
             raise ApiError(403, "forbidden", f"this needs the {role} role; the key has {self.role}")

@@ -10,8 +10,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.auth import Principal, Role, authenticate, bearer_token
+from api.errors import ApiError
 from schemas.routes import RoutesConfig
 from settings import Settings
+from workflows.client import connect
 
 
 def get_settings(request: Request) -> Settings:
@@ -22,8 +24,17 @@ def get_routes(request: Request) -> RoutesConfig:
     return request.app.state.routes  # type: ignore[no-any-return]
 
 
-def get_temporal(request: Request) -> Client:
-    return request.app.state.temporal  # type: ignore[no-any-return]
+async def get_temporal(request: Request) -> Client:
+    """The app's Temporal client, connected on first use; 503 while the server cannot be reached."""
+    state = request.app.state
+    if state.temporal is None:
+        async with state.temporal_lock:
+            if state.temporal is None:
+                try:
+                    state.temporal = await connect(state.settings)
+                except RuntimeError as err:  # how Client.connect reports an unreachable server
+                    raise ApiError(503, "temporal_unavailable", "the workflow service is unavailable") from err
+    return state.temporal  # type: ignore[no-any-return]
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
@@ -95,7 +95,6 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("temporal call failed: %s", err)
         return error_response(request, 503, "temporal_unavailable", "the workflow service is unavailable")
 
-    @app.exception_handler(OperationalError)
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, err: Exception) -> JSONResponse:
         log.warning("database call failed: %s", err)

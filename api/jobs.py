@@ -24,12 +24,13 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError
+from schemas import errors
 from schemas import search_attributes as sa
-from schemas.jobs import TERMINAL_STATUSES, Job, JobCreate, JobInput, JobList, JobState, JobStatus, JobSummary
+from schemas.jobs import TERMINAL_STATUSES, Job, JobCreate, JobError, JobInput, JobList, JobState, JobStatus, JobSummary
 from settings import Settings
 from workflows.llm_job import LLMJobWorkflow
 
@@ -127,15 +128,12 @@ async def wait_for_job(handle: JobHandle, timeout_s: float) -> bool:
     return True
 
 
-async def finished_state(handle: JobHandle) -> JobState:
-    """The final state of a finished job, succeeded or failed."""
+async def finished_state(handle: JobHandle, model: str) -> JobState:
+    """The final state of a finished job, however it ended (waits for it to finish)."""
     try:
         return await handle.result()
     except WorkflowFailureError as err:
-        state = _state_from_failure(err)
-        if state is None:
-            raise
-        return state
+        return _state_from_failure(err, model)
 
 
 async def _state(handle: JobHandle, description: WorkflowExecutionDescription, ask_worker: bool) -> JobState:
@@ -148,10 +146,7 @@ async def _state(handle: JobHandle, description: WorkflowExecutionDescription, a
             # server itself knows.
             pass
     if status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
-        try:
-            return await finished_state(handle)
-        except WorkflowFailureError:
-            pass
+        return await finished_state(handle, description.typed_search_attributes.get(sa.MODEL) or "")
     memo = await description.memo()
     metadata = memo.get("metadata")
     return JobState(
@@ -161,14 +156,18 @@ async def _state(handle: JobHandle, description: WorkflowExecutionDescription, a
     )
 
 
-def _state_from_failure(err: WorkflowFailureError) -> JobState | None:
+def _state_from_failure(err: WorkflowFailureError, model: str) -> JobState:
+    """A failed job carries its state in the failure; a job ended from outside the workflow does not."""
     cause = err.cause
     if isinstance(cause, ApplicationError) and cause.details:
         try:
             return JobState.model_validate(cause.details[0])
         except ValueError:
-            return None
-    return None
+            pass
+    if isinstance(cause, CancelledError):
+        return JobState(status="cancelled", model=model, error=JobError(code=errors.CANCELLED, message="cancelled"))
+    code = errors.TERMINATED if isinstance(cause, TerminatedError) else errors.JOB_FAILED
+    return JobState(status="failed", model=model, error=JobError(code=code, message=str(cause or err)))
 
 
 def _summary_status(description: WorkflowExecution) -> JobStatus:

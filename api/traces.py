@@ -43,7 +43,7 @@ def attach_costs(trace: Trace, rows: Sequence[ModelCostLog]) -> Trace:
     A row's idempotency key is `<job id>:<call seq>`; the last activity of that call sequence is the one
     that succeeded and was billed.
     """
-    calls = {span.attributes.get("call_seq"): span for span in walk(trace.root) if span.kind == "activity"}
+    calls = {span.attributes.get("call_seq"): span for span in walk(trace.root) if span.name == "call_model"}
     for row in rows:
         _, _, seq = row.idempotency_key.rpartition(":")
         span = calls.get(int(seq)) if seq.isdigit() else None

@@ -16,6 +16,10 @@ UNKNOWN_MODEL = "unknown_model"
 ALL_DEPLOYMENTS_FAILED = "all_deployments_failed"
 PARK_TIMEOUT = "park_timeout"
 ABORTED = "aborted"
+CANCELLED = "cancelled"
+TERMINATED = "terminated"
+"""Ended from outside (the Temporal UI or CLI), not by the job itself."""
+JOB_FAILED = "job_failed"
 
 REQUEST_ERRORS: frozenset[str] = frozenset({BAD_REQUEST, CONTEXT_LENGTH_EXCEEDED})
 """The request itself is wrong: another deployment of the same route cannot help."""

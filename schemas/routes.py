@@ -24,6 +24,10 @@ class RetryConfig(BaseModel):
     backoff: float = Field(default=2.0, ge=1.0)
 
 
+DEFAULT_CALL_RETRY = RetryConfig()
+"""The RetryPolicy of every upstream call unless a provider's `retry` says otherwise."""
+
+
 class Price(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -37,7 +41,7 @@ class _ProviderBase(BaseModel):
     region: str = "local"
     timeout_s: float = Field(default=60.0, gt=0)
     """Start-to-close timeout of one upstream call."""
-    retry: RetryConfig = RetryConfig()
+    retry: RetryConfig = DEFAULT_CALL_RETRY
     call: CallMode = "activity"
     """How the workflow runs each call: `activity` suits any call; `local` (a local activity) costs the
     Temporal server about 40% less per job and suits calls that finish in seconds. A local call that
@@ -58,7 +62,7 @@ class OpenAIProvider(_ProviderBase):
     base_url: str
     api_key_env: str | None = None
     stream: bool = False
-    """Read the upstream answer as SSE; a stalled stream is then caught by the heartbeat timeout."""
+    """Read the upstream answer as SSE (each chunk heartbeats the activity)."""
 
 
 class AnthropicProvider(_ProviderBase):

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from pathlib import Path
+
+import httpx
 import pytest
 
-from tests.harness import Harness
+from api.app import create_app
+from devserver import free_port
+from settings import Settings
+from tests.harness import ADMIN_KEY, Harness
 
 HELLO = [{"role": "user", "content": "hello"}]
+SHIPPED_ROUTES = Path(__file__).resolve().parent.parent / "config" / "routes.yaml"
 
 
 async def new_key(harness: Harness, role: str, tenant_id: str | None = None) -> dict[str, str]:
@@ -21,6 +30,18 @@ async def new_key(harness: Harness, role: str, tenant_id: str | None = None) -> 
 
 def auth(key: dict[str, str]) -> dict[str, str]:
     return {"Authorization": key["Authorization"]}
+
+
+async def visible_jobs(harness: Harness, key: dict[str, str], at_least: int, **params: str) -> list[dict[str, str]]:
+    """The tenant's job list once it shows `at_least` jobs: visibility lags the workflows a little."""
+    for _ in range(100):
+        data: list[dict[str, str]] = (await harness.http.get("/v1/jobs", params=params, headers=auth(key))).json()[
+            "data"
+        ]
+        if len(data) >= at_least:
+            return data
+        await asyncio.sleep(0.05)
+    return data
 
 
 async def test_health_and_readiness(kintsugi_db: Harness) -> None:
@@ -47,6 +68,7 @@ async def test_app_key_runs_jobs_of_its_own_tenant_only(kintsugi_db: Harness) ->
         response = await method(path, headers=auth(other), **kwargs)  # type: ignore[operator]
         assert response.status_code == 404, path
         assert response.json()["error"]["code"] == "job_not_found"
+    assert [job["id"] for job in await visible_jobs(kintsugi_db, app_key, 1)] == [job_id]
     listed = (await kintsugi_db.http.get("/v1/jobs", headers=auth(other))).json()
     assert listed["data"] == []
 
@@ -89,14 +111,17 @@ async def test_key_for_unknown_tenant_is_404(kintsugi_db: Harness) -> None:
 
 
 async def test_repeated_idempotency_key_returns_the_same_job(kintsugi_db: Harness) -> None:
-    body = {"model": "sim-1", "messages": HELLO, "idempotency_key": "order-7"}
+    order = uuid.uuid4().hex  # keys live as long as the job's history, on a server shared by the session
+    body = {"model": "primary", "messages": HELLO, "idempotency_key": f"order-{order}"}
     first = await kintsugi_db.submit(body, wait=10)
     second = await kintsugi_db.submit(body, wait=10)
-    other = await kintsugi_db.submit({**body, "idempotency_key": "order-8"}, wait=10)
 
     assert first.json()["id"] == second.json()["id"]
     assert second.json()["status"] == "succeeded"
+    assert kintsugi_db.upstream.calls(kintsugi_db.model("a")) == 1  # the repeat ran nothing
+    other = await kintsugi_db.submit({**body, "idempotency_key": f"order-{order}-2"}, wait=10)
     assert other.json()["id"] != first.json()["id"]
+    assert kintsugi_db.upstream.calls(kintsugi_db.model("a")) == 2
 
 
 async def test_submit_without_wait_is_202_with_location(kintsugi_db: Harness) -> None:
@@ -125,18 +150,9 @@ async def test_list_filters_and_pages(kintsugi_db: Harness) -> None:
     )
     assert failed.json()["status"] == "failed"
 
-    async def listing(**params: str) -> list[dict[str, str]]:
-        # Visibility is eventually consistent: poll until the expected count shows up.
-        for _ in range(100):
-            data = (await kintsugi_db.http.get("/v1/jobs", params=params, headers=auth(key))).json()["data"]
-            if len(data) >= (1 if params.get("status") == "failed" else 3):
-                return data  # type: ignore[no-any-return]
-            await kintsugi_db.wait_status(failed.json()["id"], "failed")
-        return data  # type: ignore[no-any-return]
-
-    succeeded = await listing(status="succeeded", model="sim-1")
+    succeeded = await visible_jobs(kintsugi_db, key, 3, status="succeeded", model="sim-1")
     assert {job["id"] for job in succeeded} == ok_ids
-    assert [job["id"] for job in await listing(status="failed")] == [failed.json()["id"]]
+    assert [job["id"] for job in await visible_jobs(kintsugi_db, key, 1, status="failed")] == [failed.json()["id"]]
 
     page_one = (await kintsugi_db.http.get("/v1/jobs", params={"limit": 2}, headers=auth(key))).json()
     assert len(page_one["data"]) == 2
@@ -183,8 +199,9 @@ async def test_bad_job_input_is_4xx_with_a_code_and_starts_nothing(
 
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
-    listed = (await kintsugi_db.http.get("/v1/jobs", headers=auth(key))).json()
-    assert listed["data"] == []
+    good = await kintsugi_db.http.post("/v1/jobs", json={"model": "sim-1", "messages": HELLO}, headers=auth(key))
+    # Once the good job is visible, a job started by the bad request would be too.
+    assert [job["id"] for job in await visible_jobs(kintsugi_db, key, 1)] == [good.json()["id"]]
 
 
 async def test_oversize_body_is_413(kintsugi_db: Harness) -> None:
@@ -225,3 +242,50 @@ async def test_bad_repair_input(kintsugi_db: Harness) -> None:
 
     assert (no_model.status_code, no_model.json()["error"]["code"]) == (422, "validation_error")
     assert (bad_action.status_code, bad_action.json()["error"]["code"]) == (422, "validation_error")
+
+
+async def test_tenant_admin_keys_stay_inside_their_tenant(kintsugi_db: Harness) -> None:
+    tenant_admin = await new_key(kintsugi_db, "admin")
+    other_app = await new_key(kintsugi_db, "app")
+
+    own = await kintsugi_db.http.post(
+        "/v1/keys", json={"tenant_id": tenant_admin["tenant"], "role": "app"}, headers=auth(tenant_admin)
+    )
+    foreign = await kintsugi_db.http.post(
+        "/v1/keys", json={"tenant_id": other_app["tenant"], "role": "app"}, headers=auth(tenant_admin)
+    )
+    revoke_foreign = await kintsugi_db.http.delete(f"/v1/keys/{other_app['id']}", headers=auth(tenant_admin))
+    new_tenant = await kintsugi_db.http.post("/v1/tenants", json={"name": "mine"}, headers=auth(tenant_admin))
+
+    assert own.status_code == 201
+    assert (foreign.status_code, foreign.json()["error"]["code"]) == (404, "tenant_not_found")
+    assert (revoke_foreign.status_code, revoke_foreign.json()["error"]["code"]) == (404, "key_not_found")
+    assert (new_tenant.status_code, new_tenant.json()["error"]["code"]) == (403, "forbidden")
+    assert (await kintsugi_db.http.get("/v1/jobs", headers=auth(other_app))).status_code == 200
+    own_key = {"Authorization": f"Bearer {own.json()['key']}"}
+    assert (await kintsugi_db.http.get("/v1/jobs", headers=own_key)).status_code == 200
+
+
+async def test_temporal_down_is_503_and_not_ready(tmp_path: Path, sqlite_url: str) -> None:
+    settings = Settings(
+        env="test",
+        admin_api_key=ADMIN_KEY,
+        database_url=sqlite_url,
+        temporal_address=f"127.0.0.1:{free_port()}",  # nothing listens there
+        routes_file=SHIPPED_ROUTES,
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kintsugi") as http,
+    ):
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        submit = await http.post("/v1/jobs", json={"model": "sim-1", "messages": HELLO}, headers=headers)
+        read = await http.get("/v1/jobs/job_x", headers=headers)
+        ready = await http.get("/readyz")
+
+    assert (submit.status_code, submit.json()["error"]["code"]) == (503, "temporal_unavailable")
+    assert (read.status_code, read.json()["error"]["code"]) == (503, "temporal_unavailable")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"] == "ok"
+    assert ready.json()["checks"]["temporal"].startswith("error")

@@ -245,6 +245,7 @@ async def test_cancel_a_job_mid_call(kintsugi: Harness) -> None:
         if kintsugi.upstream.calls(kintsugi.model("a")):
             break
         await asyncio.sleep(0.02)
+    assert kintsugi.upstream.calls(kintsugi.model("a")) == 1
 
     response = await kintsugi.http.post(f"/v1/jobs/{job['id']}/cancel", headers=kintsugi.admin)
 
@@ -272,6 +273,7 @@ async def test_local_call_mode_retries_and_reroutes(kintsugi: Harness) -> None:
         ("local_activity", kintsugi.model("b"), 2),
     ]
     assert any(span["kind"] == "reroute" for span in trace["root"]["children"])
+    assert calls[1]["attributes"]["input_tokens"] == job["usage"]["input_tokens"]  # the billed call
 
 
 async def test_local_call_mode_bad_request_fails_at_once(kintsugi: Harness) -> None:

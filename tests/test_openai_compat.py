@@ -19,8 +19,11 @@ async def sdk(kintsugi: Harness) -> AsyncIterator[openai.AsyncOpenAI]:
     # Same event loop as the test: the app's Temporal client belongs to it. The harness ran the lifespan.
     server = uvicorn.Server(uvicorn.Config(kintsugi.app, port=port, lifespan="off", log_level="warning"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    for _ in range(250):
+        if server.started or task.done():
+            break
         await asyncio.sleep(0.02)
+    assert server.started, "uvicorn did not start"
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=ADMIN_KEY, max_retries=0)
     try:
         yield client
@@ -89,3 +92,34 @@ async def test_errors_arrive_as_typed_sdk_exceptions(sdk: openai.AsyncOpenAI, ki
     with pytest.raises(openai.AuthenticationError):
         await bad_key.chat.completions.create(model="primary", messages=[{"role": "user", "content": "x"}])
     await bad_key.close()
+
+
+async def test_input_a_job_cannot_take_is_a_422_not_a_500(sdk: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as err:
+        await sdk.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": "x", "name": "n" * 80}]
+        )
+
+    assert err.value.code == "validation_error"
+
+
+async def test_a_completion_whose_job_is_cancelled_is_a_409(sdk: openai.AsyncOpenAI, kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), latency_ms=3000)
+    request = asyncio.create_task(
+        sdk.chat.completions.create(model="primary", messages=[{"role": "user", "content": "slow"}])
+    )
+    job_id = ""
+    for _ in range(100):
+        listed = (await kintsugi.http.get("/v1/jobs", params={"status": "running"}, headers=kintsugi.admin)).json()
+        mine = [job["id"] for job in listed["data"] if job["model"] == "primary"]
+        if mine and kintsugi.upstream.calls(kintsugi.model("a")):
+            job_id = mine[0]
+            break
+        await asyncio.sleep(0.05)
+    assert job_id, "the completion's job never showed up as running"
+
+    await kintsugi.http.post(f"/v1/jobs/{job_id}/cancel", headers=kintsugi.admin)
+
+    with pytest.raises(openai.ConflictError) as err:
+        await request
+    assert err.value.code == "cancelled"

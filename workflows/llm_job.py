@@ -37,8 +37,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.routes import RetryConfig
 
-DEFAULT_CALL_RETRY = RetryConfig()
-"""Per-deployment retry of `call_model` unless the routes file says otherwise."""
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
 LOCAL_ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 """Bookkeeping (route plan, cost and event rows) retries until the database answers: a blip delays a job."""
@@ -90,14 +88,18 @@ class LLMJobWorkflow:
                         await self._fail(JobError(code=errors.ABORTED, message="aborted by a repair request"))
                     if repair.action == "reroute" and repair.model:
                         self._state.model = repair.model
+                        workflow.upsert_search_attributes([sa.MODEL.value_set(repair.model)])
                         plan = await self._preflight(input, repair.model)
             return await self._succeed(input, deployment, output)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, *CALL_FAILURES) as err:
+            # A cancel can surface bare or as the failure of whichever (local) activity was running.
+            if not _is_cancellation(err):
+                raise
             self._state.finished_at = workflow.now()
             self._set_status("cancelled")
             self._event("job.cancelled")
             await self._flush_events()
-            raise
+            raise asyncio.CancelledError from err
 
     @workflow.query
     def state(self) -> JobState:
@@ -110,8 +112,8 @@ class LLMJobWorkflow:
 
     @repair.validator
     def _validate_repair(self, request: RepairInput) -> None:
-        if self._state.status != "parked":
-            raise ValueError(f"job is {self._state.status}, not parked")
+        if self._state.status != "parked" or self._repair is not None:
+            raise ValueError(f"job is {self._state.status}, not parked (or a repair is already under way)")
         if request.action == "reroute" and not request.model:
             raise ValueError("reroute needs a model")
 
@@ -124,6 +126,8 @@ class LLMJobWorkflow:
                 retry_policy=LOCAL_ACTIVITY_RETRY,
             )
         except CALL_FAILURES as err:
+            if _is_cancellation(err):
+                raise
             await self._fail(_job_error(_unwrap(err)[0]))
 
     async def _call_plan(self, input: JobInput, plan: PreflightOutput) -> tuple[PlannedDeployment, CallModelOutput]:
@@ -135,10 +139,9 @@ class LLMJobWorkflow:
             try:
                 output = await self._call_model(input, deployment)
             except CALL_FAILURES as err:
+                if _is_cancellation(err):
+                    raise  # the job was cancelled while the call was in flight: not a provider failure
                 cause, retry_state = _unwrap(err)
-                if isinstance(cause, CancelledError):
-                    # The job was cancelled while the call was in flight: not a provider failure.
-                    raise asyncio.CancelledError from err
                 self._state.attempts += _attempts(cause, retry_state, deployment.retry)
                 self._state.error = _job_error(cause)
                 if self._state.error.code in errors.REQUEST_ERRORS:
@@ -273,6 +276,11 @@ def _unwrap(err: Exception) -> tuple[BaseException | None, RetryState | None]:
     if isinstance(err, ActivityError):
         return err.cause, err.retry_state
     return err, None
+
+
+def _is_cancellation(err: BaseException) -> bool:
+    cause = err.cause if isinstance(err, ActivityError) else err
+    return isinstance(cause, asyncio.CancelledError | CancelledError)
 
 
 def _job_error(cause: BaseException | None) -> JobError:

@@ -38,7 +38,7 @@ async def call_provider(
         call: The messages and sampling parameters.
         api_key: Sent as the provider expects (bearer or `x-api-key`); read from settings by the caller,
             so it never enters workflow history.
-        heartbeat: Called on each streamed chunk, so a stalled stream trips the heartbeat timeout.
+        heartbeat: Called on each streamed chunk, so the worker records progress through a long answer.
 
     Raises:
         ApplicationError: `type` is one of this module's codes; `non_retryable` and `next_retry_delay`

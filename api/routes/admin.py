@@ -14,6 +14,8 @@ router = APIRouter(prefix="/v1", tags=["admin"])
 
 @router.post("/tenants", status_code=201, response_model=TenantPublic)
 async def create_tenant(body: TenantCreate, principal: AdminDep, session: SessionDep) -> TenantPublic:
+    if principal.scope is not None:
+        raise ApiError(403, "forbidden", "only the platform admin key creates tenants")
     async with session.begin():
         tenant = await queries.create_tenant(session, body.name)
     return TenantPublic.model_validate(tenant, from_attributes=True)
@@ -22,7 +24,8 @@ async def create_tenant(body: TenantCreate, principal: AdminDep, session: Sessio
 @router.post("/keys", status_code=201, response_model=KeyCreated)
 async def create_key(body: KeyCreate, principal: AdminDep, session: SessionDep) -> KeyCreated:
     async with session.begin():
-        if await queries.get_tenant(session, body.tenant_id) is None:
+        outside_scope = principal.scope is not None and principal.scope != body.tenant_id
+        if outside_scope or await queries.get_tenant(session, body.tenant_id) is None:
             raise ApiError(404, "tenant_not_found", f"no tenant {body.tenant_id}")
         key, plaintext = await queries.create_api_key(session, tenant_id=body.tenant_id, role=body.role, name=body.name)
     return KeyCreated(**key.model_dump(include=set(KeyCreated.model_fields) - {"key"}), key=plaintext)
@@ -31,7 +34,7 @@ async def create_key(body: KeyCreate, principal: AdminDep, session: SessionDep) 
 @router.delete("/keys/{key_id}", status_code=204)
 async def revoke_key(key_id: str, principal: AdminDep, session: SessionDep) -> Response:
     async with session.begin():
-        revoked = await queries.revoke_api_key(session, key_id, tenant_id=None)
+        revoked = await queries.revoke_api_key(session, key_id, tenant_id=principal.scope)
     if not revoked:
         raise ApiError(404, "key_not_found", f"no active key {key_id}")
     return Response(status_code=204)

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
 from api import jobs
 from api.deps import AppDep, RoutesDep, SettingsDep, TemporalDep, ViewerDep
@@ -28,7 +29,12 @@ from schemas.openai import (
 )
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-_UPSTREAM_STATUS = {errors.BAD_REQUEST: 400, errors.CONTEXT_LENGTH_EXCEEDED: 400, errors.UNKNOWN_MODEL: 404}
+_UPSTREAM_STATUS = {
+    errors.BAD_REQUEST: 400,
+    errors.CONTEXT_LENGTH_EXCEEDED: 400,
+    errors.UNKNOWN_MODEL: 404,
+    errors.CANCELLED: 409,
+}
 
 
 @router.get("/models", response_model=ModelList)
@@ -46,9 +52,15 @@ async def chat_completions(
     response: Response,
 ) -> Any:
     require_route(routes, body.model)
-    handle = await jobs.start_job(temporal, settings, principal.tenant_id, _job_request(body))
     try:
-        state = await asyncio.wait_for(jobs.finished_state(handle), settings.chat_timeout_s)
+        job_request = _job_request(body)
+    except ValidationError as err:  # OpenAI's schema allows what a job does not (e.g. 60-char names)
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ApiError(422, "validation_error", f"{where}: {first['msg']}") from err
+    handle = await jobs.start_job(temporal, settings, principal.tenant_id, job_request)
+    try:
+        state = await asyncio.wait_for(jobs.finished_state(handle, body.model), settings.chat_timeout_s)
     except TimeoutError as err:
         raise ApiError(
             504, "job_timeout", f"job {handle.id} is still running; read it at /v1/jobs/{handle.id}"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api.deps import SessionDep, TemporalDep
+from api.deps import SessionDep, get_temporal
 
 router = APIRouter(tags=["health"])
 READY_TIMEOUT_S = 3.0
@@ -20,7 +20,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(session: SessionDep, temporal: TemporalDep) -> JSONResponse:
+async def readyz(request: Request, session: SessionDep) -> JSONResponse:
     """Ready when both the database and Temporal answer; 503 names whichever does not."""
     checks: dict[str, str] = {}
     try:
@@ -29,6 +29,7 @@ async def readyz(session: SessionDep, temporal: TemporalDep) -> JSONResponse:
     except Exception as err:  # any failure means not ready; the reason is reported, not raised
         checks["database"] = f"error: {type(err).__name__}"
     try:
+        temporal = await asyncio.wait_for(get_temporal(request), READY_TIMEOUT_S)
         await asyncio.wait_for(temporal.service_client.check_health(), READY_TIMEOUT_S)
         checks["temporal"] = "ok"
     except Exception as err:
