@@ -112,13 +112,9 @@ class LLMActivities:
 
     @activity.defn
     async def record_events(self, input: RecordEventsInput) -> None:
-        await self._write_events(input.job_id, input.tenant_id, input.events)
-
-    async def _write_events(self, job_id: str, tenant_id: str, events: list[JobEvent]) -> None:
-        if not events:
-            return
+        """Lifecycle events of a job that parks, fails or is cancelled (postflight writes the others)."""
         async with self._sessions() as session, session.begin():
-            await queries.insert_events(session, _event_rows(job_id, tenant_id, events))
+            await queries.insert_events(session, _event_rows(input.job_id, input.tenant_id, input.events))
 
 
 def _event_rows(job_id: str, tenant_id: str, events: list[JobEvent]) -> list[dict[str, object]]:

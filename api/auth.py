@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import ApiError
+from schemas.tenants import Role
 from store import queries
 
-Role = Literal["admin", "app", "viewer"]
 _RANK: dict[str, int] = {"viewer": 0, "app": 1, "admin": 2}
 
 

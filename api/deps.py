@@ -9,9 +9,10 @@ from fastapi import Depends, Header, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from api.auth import Principal, Role, authenticate, bearer_token
+from api.auth import Principal, authenticate, bearer_token
 from api.errors import ApiError
 from schemas.routes import RoutesConfig
+from schemas.tenants import Role
 from settings import Settings
 from workflows.client import connect
 

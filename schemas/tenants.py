@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+Role = Literal["admin", "app", "viewer"]
+"""`viewer` reads; `app` also submits, cancels and repairs jobs; `admin` also manages keys (and tenants)."""
+
 
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -24,7 +27,7 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tenant_id: str = Field(min_length=1, max_length=100)
-    role: Literal["admin", "app", "viewer"]
+    role: Role
     name: str | None = Field(default=None, max_length=200)
 
 

@@ -6,13 +6,14 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from schemas.tenants import Role
 from store.models import DEFAULT_TENANT_ID, ApiKey, EventLog, ModelCostLog, Tenant, utcnow
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "revoke_api_key",
 ]
 
-Role = Literal["admin", "app", "viewer"]
 KEY_PREFIX = "ks_"
 
 
