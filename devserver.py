@@ -16,6 +16,10 @@ LOW_LATENCY_CONFIG = (
     "history.transferProcessorMaxPollRPS=10000",
     'history.timerProcessorMaxTimeShift="10ms"',
     "history.timerProcessorMaxPollRPS=10000",
+    # One partition per task queue: with four (the default) and few pollers, tasks wait in partitions no
+    # poller is on; measured here, p99 at concurrency 50 fell from ~4.5 s to ~1.5 s.
+    "matching.numTaskqueueReadPartitions=1",
+    "matching.numTaskqueueWritePartitions=1",
 )
 SQLITE_PRAGMAS = (
     # With state in a file, WAL and normal sync more than double the jobs/s the dev server sustains.
