@@ -24,16 +24,20 @@ async def cost_rows(harness: Harness, job_id: str) -> list[ModelCostLog]:
         await engine.dispose()
 
 
-async def event_types(harness: Harness, job_id: str) -> list[str]:
+async def events(harness: Harness, job_id: str) -> list[EventLog]:
     engine = create_engine(harness.settings.effective_database_url)
     try:
         async with session_factory(engine)() as session:
             rows = (
                 await session.exec(select(EventLog).where(EventLog.job_id == job_id).order_by(EventLog.id))
             ).scalars()
-            return [row.type for row in rows]
+            return list(rows)
     finally:
         await engine.dispose()
+
+
+async def event_types(harness: Harness, job_id: str) -> list[str]:
+    return [row.type for row in await events(harness, job_id)]
 
 
 async def test_job_succeeds_and_is_billed_once(kintsugi: Harness) -> None:
@@ -55,6 +59,11 @@ async def test_job_succeeds_and_is_billed_once(kintsugi: Harness) -> None:
     assert rows[0].cost_usd == pytest.approx(expected)
     assert job["cost_usd"] == pytest.approx(expected)
     assert await event_types(kintsugi, job["id"]) == ["job.started", "job.succeeded"]
+    succeeded = (await events(kintsugi, job["id"]))[-1].payload
+    assert succeeded["model"] == "gpt-4o-mini"
+    assert (succeeded["input_tokens"], succeeded["output_tokens"]) == (usage["input_tokens"], usage["output_tokens"])
+    assert succeeded["price_known"] is True
+    assert succeeded["upstream_latency_ms"] >= 0
 
 
 async def test_upstream_key_comes_from_the_environment(kintsugi: Harness) -> None:

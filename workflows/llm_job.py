@@ -199,6 +199,9 @@ class LLMJobWorkflow:
             model=deployment.model,
             input_tokens=output.usage.input_tokens,
             output_tokens=output.usage.output_tokens,
+            attempts=self._state.attempts,
+            upstream_latency_ms=round(output.latency_ms, 1),
+            price_known=deployment.price.known,
         )
         billed = await workflow.execute_local_activity_method(
             LLMActivities.postflight,
