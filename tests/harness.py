@@ -132,8 +132,8 @@ async def running_kintsugi(
         task_queue=f"tq-{prefix}",
         routes_file=routes_file,
         data_dir=tmp_path,
-        workflow_sandbox=True,  # tests run workflows sandboxed, so non-determinism fails loudly
-        **overrides,
+        # Tests run workflows sandboxed, so non-determinism fails loudly.
+        **{"workflow_sandbox": True, **overrides},
     )
     engine = create_engine(database_url)
     app = create_app(settings)
