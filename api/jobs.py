@@ -145,15 +145,18 @@ async def _state(handle: JobHandle, description: WorkflowExecutionDescription, a
             # No worker polls yet, or a `call: local` call holds the workflow task: fall back to what the
             # server itself knows.
             pass
-    if status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
-        return await finished_state(handle, description.typed_search_attributes.get(sa.MODEL) or "")
-    memo = await description.memo()
-    metadata = memo.get("metadata")
-    return JobState(
-        status=_summary_status(description),
-        model=description.typed_search_attributes.get(sa.MODEL) or "",
-        metadata=metadata if isinstance(metadata, dict) else {},
-    )
+    model = description.typed_search_attributes.get(sa.MODEL) or ""
+    if status != WorkflowExecutionStatus.RUNNING:
+        state = await finished_state(handle, model)
+        if state.metadata or not (metadata := await _metadata(description)):
+            return state
+        return state.model_copy(update={"metadata": metadata})  # ended from outside: the memo has it
+    return JobState(status=_summary_status(description), model=model, metadata=await _metadata(description))
+
+
+async def _metadata(description: WorkflowExecutionDescription) -> dict[str, str]:
+    metadata = (await description.memo()).get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def _state_from_failure(err: WorkflowFailureError, model: str) -> JobState:

@@ -310,3 +310,17 @@ async def test_anthropic_deployment_with_openai_fallback(kintsugi: Harness) -> N
     rerouted = (await kintsugi.submit({"model": "claude", "messages": HELLO}, wait=10)).json()
 
     assert rerouted["deployment"] == {"provider": "up", "model": kintsugi.model("b")}
+
+
+async def test_a_job_terminated_from_temporal_reads_failed_with_a_code(kintsugi: Harness) -> None:
+    kintsugi.upstream.configure(kintsugi.model("a"), fail_always=True, status=500)
+    body = {"model": "primary", "messages": HELLO, "on_exhausted": "park", "metadata": {"ticket": "7"}}
+    job = (await kintsugi.submit(body)).json()
+    await kintsugi.wait_status(job["id"], "parked")
+
+    await kintsugi.temporal.get_workflow_handle(job["id"]).terminate("operator gave up")
+
+    done = await kintsugi.wait_status(job["id"], "failed")
+    assert done["error"]["code"] == "terminated"
+    assert done["metadata"] == {"ticket": "7"}
+    assert done["finished_at"] is not None
