@@ -20,7 +20,7 @@ from settings import Settings
 from store.engine import normalize_url
 from store.migrate import upgrade
 from tests.fake_upstream import FakeUpstream
-from tests.harness import UPSTREAM_KEY_ENV, Harness, KintsugiFactory, running_kintsugi
+from tests.harness import UPSTREAM_KEY_ENV, Harness, KintsugiFactory, running_kintsugi, stop_process
 from workflows.client import connect
 
 PG_ADMIN_DSN = os.environ.get("KINTSUGI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -40,11 +40,7 @@ def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for_port("127.0.0.1", port)
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -104,6 +105,18 @@ class Harness:
                 return job
             await asyncio.sleep(0.05)
         raise AssertionError(f"job {job_id} never reached {statuses}; last: {job}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process this test started (by its own pid), SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 KintsugiFactory = Callable[..., contextlib.AbstractAsyncContextManager["Harness"]]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Harness, KintsugiFactory
+from tests.harness import Harness, KintsugiFactory, stop_process
 from tests.test_job_workflow import cost_rows
 
 JOBS = 8
@@ -36,13 +36,7 @@ def worker_process(harness: Harness, log: Path) -> Iterator[subprocess.Popen[byt
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 @pytest.mark.parametrize(
