@@ -155,12 +155,23 @@ def baseline_app(
 ) -> Iterator[tuple[Child, Child, str]]:
     env = {**_base_env(), "BENCH_TEMPORAL_ADDRESS": address, "BENCH_TASK_QUEUE": task_queue,
            "BENCH_UPSTREAM_URL": upstream_url}  # fmt: skip
-    worker = children.start("baseline-worker", [sys.executable, "-m", "bench.baseline", "worker"], env)
+    with _worker_and_api(
+        children, "baseline", ["-m", "bench.baseline", "worker"], "bench.baseline:create_app", "/healthz", env
+    ) as app:
+        yield app
+
+
+@contextmanager
+def _worker_and_api(
+    children: Children, name: str, worker_args: list[str], app_factory: str, ready_path: str, env: dict[str, str]
+) -> Iterator[tuple[Child, Child, str]]:
+    """A system's worker and API processes, the same layout for the baseline and Kintsugi."""
+    worker = children.start(f"{name}-worker", [sys.executable, *worker_args], env)
     port = free_port()
-    api = children.start("baseline-api", _uvicorn("bench.baseline:create_app", port), env)
+    api = children.start(f"{name}-api", _uvicorn(app_factory, port), env)
     try:
         url = f"http://{HOST}:{port}"
-        wait_http_ok(f"{url}/healthz", api)
+        wait_http_ok(f"{url}{ready_path}", api)
         worker.check()
         yield worker, api, url
     finally:
@@ -204,17 +215,8 @@ def kintsugi_app(
         "KINTSUGI_TASK_QUEUE": task_queue,
         "KINTSUGI_ROUTES_FILE": str(routes_file),
     }
-    worker = children.start("kintsugi-worker", [sys.executable, "-m", "worker"], env)
-    port = free_port()
-    api = children.start("kintsugi-api", _uvicorn("api.app:create_app", port), env)
-    try:
-        url = f"http://{HOST}:{port}"
-        wait_http_ok(f"{url}/readyz", api)
-        worker.check()
-        yield worker, api, url
-    finally:
-        children.stop(api)
-        children.stop(worker)
+    with _worker_and_api(children, "kintsugi", ["-m", "worker"], "api.app:create_app", "/readyz", env) as app:
+        yield app
 
 
 # --- measuring ------------------------------------------------------------------------------------------
