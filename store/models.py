@@ -12,7 +12,6 @@ from sqlmodel import Field, SQLModel
 
 DEFAULT_TENANT_ID = "default"
 """The built-in tenant the admin key acts as; the initial migration creates it."""
-DEFAULT_TENANT_NAME = "default"
 
 
 def utcnow() -> datetime:
