@@ -11,8 +11,8 @@ install:
 	$$UV sync --frozen --compile-bytecode
 	@# Bytecode for our own modules too: with PYTHONDONTWRITEBYTECODE set, every process (and, when
 	@# sandboxed, every workflow run) would otherwise compile them from source.
-	@$(VENV)/python -m compileall -q api workflows activities schemas store migrations bench tests \
-		settings.py worker.py cli.py devserver.py supervisor.py >/dev/null
+	@$(VENV)/python -m compileall -q api client domain workflows activities schemas store migrations ops bench tests \
+		settings.py worker.py cli.py >/dev/null
 
 up: install
 	$(VENV)/kintsugi up

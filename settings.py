@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -64,3 +66,13 @@ class Settings(BaseSettings):
     @cached_property
     def routes(self) -> RoutesConfig:
         return load_routes(self.routes_file)
+
+    def upstream_keys(self, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+        """Provider name -> API key, from the env var each provider's `api_key_env` names. Read once by the
+        worker and handed to its activities, so keys never enter workflow inputs or history."""
+        keys: dict[str, str] = {}
+        for name, provider in self.routes.providers.items():
+            env_name = getattr(provider, "api_key_env", None)
+            if env_name and environ.get(env_name):
+                keys[name] = environ[env_name]
+        return keys

@@ -13,10 +13,10 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from activities.jobs import LLMActivities
+from activities.llm import LLMActivities
+from client.connect import connect
 from settings import Settings
 from store.engine import create_engine, session_factory
-from workflows.client import connect
 from workflows.llm_job import LLMJobWorkflow
 
 WORKFLOWS = [LLMJobWorkflow]
@@ -56,7 +56,12 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     try:
         # Temporal owns retries: the HTTP client makes exactly one request per activity attempt.
         async with httpx.AsyncClient(limits=limits) as http:
-            activities = LLMActivities(routes=settings.routes, sessions=session_factory(engine), http=http)
+            activities = LLMActivities(
+                routes=settings.routes,
+                sessions=session_factory(engine),
+                http=http,
+                upstream_keys=settings.upstream_keys(),
+            )
             worker = build_worker(client, settings, activities)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import ApiError
-from schemas.tenants import Role
+from schemas.tenants import ALL_TENANTS, Role, TenantScope
 from store import queries
 
 _RANK: dict[str, int] = {"viewer": 0, "app": 1, "admin": 2}
@@ -23,10 +23,10 @@ class Principal:
     """None for the admin key from the environment."""
 
     @property
-    def scope(self) -> str | None:
-        """The tenant this principal may administer; None for the environment's admin key, which
-        administers every tenant. A tenant's own admin keys stay inside their tenant."""
-        return None if self.key_id is None and self.role == "admin" else self.tenant_id
+    def scope(self) -> TenantScope:
+        """The tenants this principal may administer: every tenant for the environment's admin key; a
+        tenant's own admin keys stay inside their tenant."""
+        return ALL_TENANTS if self.key_id is None and self.role == "admin" else self.tenant_id
 
     def require(self, role: Role) -> None:
         if _RANK[self.role] < _RANK[role]:
@@ -51,4 +51,4 @@ async def authenticate(sessions: async_sessionmaker[AsyncSession], token: str, *
         key = await queries.find_api_key(session, token)
     if key is None:
         raise ApiError(401, "invalid_api_key", "the API key is not valid")
-    return Principal(tenant_id=key.tenant_id, role=key.role, key_id=key.id)  # type: ignore[arg-type]
+    return Principal(tenant_id=key.tenant_id, role=key.role, key_id=key.id)

@@ -10,11 +10,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.auth import Principal, authenticate, bearer_token
-from api.errors import ApiError
+from client.connect import connect
 from schemas.routes import RoutesConfig
 from schemas.tenants import Role
 from settings import Settings
-from workflows.client import connect
 
 
 def get_settings(request: Request) -> Settings:
@@ -26,15 +25,13 @@ def get_routes(request: Request) -> RoutesConfig:
 
 
 async def get_temporal(request: Request) -> Client:
-    """The app's Temporal client, connected on first use; 503 while the server cannot be reached."""
+    """The app's Temporal client, connected on first use; `TemporalUnavailable` (a 503) while the server
+    cannot be reached."""
     state = request.app.state
     if state.temporal is None:
         async with state.temporal_lock:
             if state.temporal is None:
-                try:
-                    state.temporal = await connect(state.settings)
-                except RuntimeError as err:  # how Client.connect reports an unreachable server
-                    raise ApiError(503, "temporal_unavailable", "the workflow service is unavailable") from err
+                state.temporal = await connect(state.settings)
     return state.temporal  # type: ignore[no-any-return]
 
 

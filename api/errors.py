@@ -8,9 +8,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
+
+from client.connect import TemporalUnavailable
+from domain.errors import Conflict, DomainError, InvalidRequest, NotFound
+from schemas.validation import describe
 
 log = logging.getLogger("kintsugi.api")
 
@@ -27,6 +31,10 @@ _HTTP_CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
 }
+
+
+_DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = ((NotFound, 404), (InvalidRequest, 400), (Conflict, 409))
+"""The HTTP status of each family of domain errors; the error's own `code` tells them apart."""
 
 
 class ApiError(Exception):
@@ -78,12 +86,13 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = _validation_details(err)
         if any(p["type"] == "json_invalid" for p in problems):
             return error_response(request, 400, "malformed_json", "request body is not valid JSON")
-        first = problems[0] if problems else {"loc": [], "message": "invalid request"}
-        where = ".".join(p for p in first["loc"] if p != "body")
-        message = str(first["message"])
-        return error_response(
-            request, 422, "validation_error", f"{where}: {message}" if where else message, {"errors": problems}
-        )
+        message = describe(err.errors()[0], skip={"body"}) if problems else "invalid request"
+        return error_response(request, 422, "validation_error", message, {"errors": problems})
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, err: DomainError) -> JSONResponse:
+        status = next(status for family, status in _DOMAIN_STATUS if isinstance(err, family))
+        return error_response(request, status, err.code, err.message, err.details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -91,14 +100,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(request, err.status_code, code, str(err.detail))
 
     @app.exception_handler(RPCError)
-    async def _temporal(request: Request, err: RPCError) -> JSONResponse:
+    @app.exception_handler(TemporalUnavailable)
+    async def _temporal(request: Request, err: Exception) -> JSONResponse:
         log.warning("temporal call failed: %s", err)
         return error_response(request, 503, "temporal_unavailable", "the workflow service is unavailable")
 
-    @app.exception_handler(DBAPIError)
+    # Connection-level failures only: the database is down or dropped us. Other DBAPI errors are bugs (500).
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
     async def _database(request: Request, err: Exception) -> JSONResponse:
         log.warning("database call failed: %s", err)
         return error_response(request, 503, "database_unavailable", "the database is unavailable")
+
+    @app.exception_handler(IntegrityError)
+    async def _constraint(request: Request, err: IntegrityError) -> JSONResponse:
+        log.info("constraint violated on %s %s: %s", request.method, request.url.path, err.orig)
+        return error_response(request, 409, "conflict", "the request conflicts with existing data")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:

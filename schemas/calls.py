@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from schemas.contracts import EventType
 from schemas.jobs import ChatMessage, JobParams, Usage
 from schemas.routes import CallMode, RetryConfig
 
@@ -34,7 +35,8 @@ class JobEvent(BaseModel):
     """A lifecycle event; `key` makes writing it idempotent across activity retries and replays."""
 
     key: str
-    type: str
+    """`schemas.contracts.event_key(...)`."""
+    type: EventType
     at: datetime
     data: dict[str, Any] = {}
 

@@ -108,21 +108,11 @@ class JobCreate(BaseModel):
     on_exhausted: OnExhausted = "fail"
 
 
-class Job(BaseModel):
-    """The job resource the API returns."""
+class Job(JobState):
+    """The job resource the API returns: the workflow's state, with its id and the server's start time."""
 
     id: str
-    status: JobStatus
-    model: str
-    deployment: DeploymentRef | None = None
-    attempts: int = 0
-    result: JobResult | None = None
-    error: JobError | None = None
-    usage: Usage | None = None
-    cost_usd: float = 0.0
-    metadata: dict[str, str] = {}
     created_at: datetime
-    finished_at: datetime | None = None
 
 
 class JobSummary(BaseModel):

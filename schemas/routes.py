@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.validation import describe
+
 CallMode = Literal["activity", "local"]
 
 
@@ -73,6 +75,7 @@ class AnthropicProvider(_ProviderBase):
 
 
 ProviderConfig = Annotated[SimulatorProvider | OpenAIProvider | AnthropicProvider, Field(discriminator="kind")]
+PROVIDER_KINDS = ("simulator", "openai", "anthropic")
 
 
 class DeploymentConfig(BaseModel):
@@ -101,18 +104,6 @@ class RoutesConfig(BaseModel):
         return self
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in ("simulator", "openai", "anthropic"):
-            continue  # discriminator branch names are noise to a reader of the file
-        else:
-            path += f".{part}" if path else str(part)
-    return path
-
-
 def load_routes(path: Path) -> RoutesConfig:
     """Parse and validate the routes file; raise `RoutesFileError` naming the file and the bad entry."""
     try:
@@ -124,7 +115,6 @@ def load_routes(path: Path) -> RoutesConfig:
     try:
         return RoutesConfig.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = _location(first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise RoutesFileError(f"{path}: {where + ': ' if where else ''}{message}") from err
+        # Discriminator tags (the provider kinds) are noise to a reader of the file.
+        problem = describe(err.errors()[0], skip=PROVIDER_KINDS)
+        raise RoutesFileError(f"{path}: {problem}") from err

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Role = Literal["admin", "app", "viewer"]
 """`viewer` reads; `app` also submits, cancels and repairs jobs; `admin` also manages keys (and tenants)."""
+
+
+class _AllTenants(Enum):
+    ALL_TENANTS = "all_tenants"
+
+
+ALL_TENANTS = _AllTenants.ALL_TENANTS
+"""The scope of the platform admin. A named value, not `None`, so "every tenant" is never read by accident
+where a missing tenant (or, for flags, "global") is meant."""
+TenantScope = str | Literal[_AllTenants.ALL_TENANTS]
+"""Which tenants a caller may act on: one tenant's id, or `ALL_TENANTS`."""
+
+
+def in_scope(scope: TenantScope, tenant_id: str) -> bool:
+    return scope is ALL_TENANTS or scope == tenant_id
 
 
 class TenantCreate(BaseModel):
@@ -26,7 +42,7 @@ class TenantPublic(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tenant_id: str = Field(min_length=1, max_length=100)
+    tenant_id: str = Field(min_length=1, max_length=64)
     role: Role
     name: str | None = Field(default=None, max_length=200)
 
@@ -34,7 +50,7 @@ class KeyCreate(BaseModel):
 class KeyPublic(BaseModel):
     id: str
     tenant_id: str
-    role: str
+    role: Role
     name: str | None
     prefix: str
     created_at: datetime

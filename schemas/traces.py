@@ -33,3 +33,13 @@ class Trace(BaseModel):
     root: Span
     cost_usd: float = 0.0
     """Sum of the job's billed calls; each call_model span carries its own share."""
+
+
+class BilledCall(BaseModel):
+    """What a trace needs of one `model_cost_logs` row."""
+
+    idempotency_key: str
+    """`schemas.contracts.cost_key(job_id, call_seq)`: names the call the row billed."""
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int

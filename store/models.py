@@ -8,7 +8,9 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Dialect
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import AutoString, Field, SQLModel
+
+from schemas.tenants import Role
 
 DEFAULT_TENANT_ID = "default"
 """The built-in tenant the admin key acts as; the initial migration creates it."""
@@ -64,8 +66,7 @@ class ApiKey(SQLModel, table=True):
 
     id: str = Field(default_factory=lambda: new_id("key"), primary_key=True, max_length=64)
     tenant_id: str = Field(foreign_key="tenants.id", index=True, max_length=64)
-    role: str = Field(max_length=16)
-    """`admin`, `app` or `viewer`."""
+    role: Role = Field(sa_type=AutoString(16))
     name: str | None = Field(default=None, max_length=200)
     key_hash: str = Field(unique=True, index=True, max_length=64)
     """sha256 hex of the key; the plaintext is shown once and never stored."""

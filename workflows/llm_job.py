@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
-from temporalio.exceptions import TimeoutError as ActivityTimeoutError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.jobs import LLMActivities
+    from activities.llm import LLMActivities
     from schemas import errors
-    from schemas import search_attributes as sa
+    from schemas import search_attributes as search_attrs
     from schemas.calls import (
         CallModelInput,
         CallModelOutput,
@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         PreflightOutput,
         RecordEventsInput,
     )
+    from schemas.contracts import JOB_WORKFLOW_TYPE, EventType, call_activity_id, deployment_summary, event_key
     from schemas.jobs import (
         DeploymentRef,
         JobError,
@@ -36,12 +37,13 @@ with workflow.unsafe.imports_passed_through():
         RepairOutput,
     )
     from schemas.routes import RetryConfig
+    from workflows.failures import CALL_FAILURES, attempts_spent, is_cancellation, job_error, unwrap
+
+T = TypeVar("T")
 
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
 LOCAL_ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 """Bookkeeping (route plan, cost and event rows) retries until the database answers: a blip delays a job."""
-CALL_FAILURES = (ActivityError, ApplicationError, ActivityTimeoutError, CancelledError)
-"""What an (local) activity raises into the workflow when it fails for good."""
 NON_RETRYABLE = sorted(errors.REQUEST_ERRORS | errors.DEPLOYMENT_ERRORS | {errors.UNKNOWN_MODEL})
 
 
@@ -59,13 +61,14 @@ class _Exhausted(Exception):
     """Every deployment of the plan failed (or the request itself was refused)."""
 
 
-@workflow.defn
+@workflow.defn(name=JOB_WORKFLOW_TYPE)
 class LLMJobWorkflow:
     @workflow.init
     def __init__(self, input: JobInput) -> None:
         self._input = input
         self._state = JobState(status="queued", model=input.model, metadata=input.metadata)
-        self._repair: RepairInput | None = None
+        self._repairs: list[RepairInput] = []
+        """The repair Update waiting to be acted on; the validator lets at most one in at a time."""
         self._call_seq = 0
         self._event_seq = 0
         self._pending_events: list[JobEvent] = []
@@ -75,26 +78,24 @@ class LLMJobWorkflow:
         try:
             self._set_status("running")
             self._event("job.started", model=input.model)
-            plan = await self._preflight(input, input.model)
+            plan = await self._preflight(input.model)
             while True:
                 try:
-                    deployment, output = await self._call_plan(input, plan)
+                    deployment, output = await self._call_plan(plan)
                     break
                 except _Exhausted:
                     if input.on_exhausted == "fail":
                         await self._fail(self._last_error())
-                    repair = await self._park(input)
+                    repair = await self._park()
                     if repair.action == "abort":
                         await self._fail(JobError(code=errors.ABORTED, message="aborted by a repair request"))
                     if repair.action == "reroute" and repair.model:
                         self._state.model = repair.model
-                        workflow.upsert_search_attributes([sa.MODEL.value_set(repair.model)])
-                        plan = await self._preflight(input, repair.model)
-            return await self._succeed(input, deployment, output)
-        except (asyncio.CancelledError, *CALL_FAILURES) as err:
-            # A cancel can surface bare or as the failure of whichever (local) activity was running.
-            if not _is_cancellation(err):
-                raise
+                        workflow.upsert_search_attributes([search_attrs.MODEL.value_set(repair.model)])
+                        plan = await self._preflight(repair.model)
+            return await self._succeed(deployment, output)
+        except asyncio.CancelledError as err:
+            # Every activity call goes through `_cancellable`, so a cancel arrives here in this one form.
             self._state.finished_at = workflow.now()
             self._set_status("cancelled")
             self._event("job.cancelled")
@@ -107,43 +108,41 @@ class LLMJobWorkflow:
 
     @workflow.update
     async def repair(self, request: RepairInput) -> RepairOutput:
-        self._repair = request
+        self._repairs.append(request)
         return RepairOutput(action=request.action, status="running")
 
     @repair.validator
     def _validate_repair(self, request: RepairInput) -> None:
-        if self._state.status != "parked" or self._repair is not None:
+        if self._state.status != "parked" or self._repairs:
             raise ValueError(f"job is {self._state.status}, not parked (or a repair is already under way)")
         if request.action == "reroute" and not request.model:
             raise ValueError("reroute needs a model")
 
-    async def _preflight(self, input: JobInput, model: str) -> PreflightOutput:
+    async def _preflight(self, model: str) -> PreflightOutput:
         try:
-            return await workflow.execute_local_activity_method(
-                LLMActivities.preflight,
-                PreflightInput(job_id=workflow.info().workflow_id, tenant_id=input.tenant_id, model=model),
-                start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
-                retry_policy=LOCAL_ACTIVITY_RETRY,
+            return await _cancellable(
+                workflow.execute_local_activity_method(
+                    LLMActivities.preflight,
+                    PreflightInput(job_id=workflow.info().workflow_id, tenant_id=self._input.tenant_id, model=model),
+                    start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+                    retry_policy=LOCAL_ACTIVITY_RETRY,
+                )
             )
         except CALL_FAILURES as err:
-            if _is_cancellation(err):
-                raise
-            await self._fail(_job_error(_unwrap(err)[0]))
+            await self._fail(job_error(unwrap(err)[0]))
 
-    async def _call_plan(self, input: JobInput, plan: PreflightOutput) -> tuple[PlannedDeployment, CallModelOutput]:
+    async def _call_plan(self, plan: PreflightOutput) -> tuple[PlannedDeployment, CallModelOutput]:
         for index, deployment in enumerate(plan.deployments):
             if index > 0:
                 self._event("job.rerouted", provider=deployment.provider, model=deployment.model)
             self._call_seq += 1
             self._state.deployment = DeploymentRef(provider=deployment.provider, model=deployment.model)
             try:
-                output = await self._call_model(input, deployment)
+                output = await _cancellable(self._call_model(deployment))
             except CALL_FAILURES as err:
-                if _is_cancellation(err):
-                    raise  # the job was cancelled while the call was in flight: not a provider failure
-                cause, retry_state = _unwrap(err)
-                self._state.attempts += _attempts(cause, retry_state, deployment.retry)
-                self._state.error = _job_error(cause)
+                cause, retry_state = unwrap(err)
+                self._state.attempts += attempts_spent(cause, retry_state, deployment.retry)
+                self._state.error = job_error(cause)
                 if self._state.error.code in errors.REQUEST_ERRORS:
                     raise _Exhausted from err
                 continue
@@ -151,34 +150,34 @@ class LLMJobWorkflow:
             return deployment, output
         raise _Exhausted
 
-    async def _call_model(self, input: JobInput, deployment: PlannedDeployment) -> CallModelOutput:
+    async def _call_model(self, deployment: PlannedDeployment) -> CallModelOutput:
         call = CallModelInput(
             job_id=workflow.info().workflow_id,
             call_seq=self._call_seq,
             deployment=deployment,
-            messages=input.messages,
-            params=input.params,
+            messages=self._input.messages,
+            params=self._input.params,
         )
         options: dict[str, Any] = {
             "start_to_close_timeout": timedelta(seconds=deployment.timeout_s),
             "retry_policy": call_retry_policy(deployment.retry),
             # The trace reads the call number and deployment back from these two.
-            "activity_id": f"call-{self._call_seq}",
-            "summary": f"{deployment.provider}/{deployment.model}",
+            "activity_id": call_activity_id(self._call_seq),
+            "summary": deployment_summary(deployment.provider, deployment.model),
         }
         if deployment.call == "local":
             return await workflow.execute_local_activity_method(LLMActivities.call_model, call, **options)
         return await workflow.execute_activity_method(LLMActivities.call_model, call, **options)
 
-    async def _park(self, input: JobInput) -> RepairInput:
+    async def _park(self) -> RepairInput:
         self._state.error = self._last_error()
         self._set_status("parked")
         self._event("job.parked", error=self._state.error.model_dump())
         await self._flush_events()
         try:
             await workflow.wait_condition(
-                lambda: self._repair is not None,
-                timeout=timedelta(seconds=input.park_timeout_s),
+                lambda: bool(self._repairs),
+                timeout=timedelta(seconds=self._input.park_timeout_s),
                 timeout_summary="park",
             )
         except TimeoutError:
@@ -186,14 +185,15 @@ class LLMJobWorkflow:
                 JobError(code=errors.PARK_TIMEOUT, message="parked job was not repaired in time"),
                 cause=self._state.error,
             )
-        repair, self._repair = self._repair, None
-        assert repair is not None
+        repair = self._repairs.pop(0)
         self._set_status("running")
         self._event("job.repaired", action=repair.action, model=repair.model)
         return repair
 
-    async def _succeed(self, input: JobInput, deployment: PlannedDeployment, output: CallModelOutput) -> JobState:
-        self._event(
+    async def _succeed(self, deployment: PlannedDeployment, output: CallModelOutput) -> JobState:
+        # Written by postflight with the events still pending; they stay pending until it returns, so a job
+        # cancelled during postflight still records them (but not this one) with its cancellation.
+        succeeded = self._new_event(
             "job.succeeded",
             provider=deployment.provider,
             model=deployment.model,
@@ -203,19 +203,22 @@ class LLMJobWorkflow:
             upstream_latency_ms=round(output.latency_ms, 1),
             price_known=deployment.price.known,
         )
-        billed = await workflow.execute_local_activity_method(
-            LLMActivities.postflight,
-            PostflightInput(
-                job_id=workflow.info().workflow_id,
-                tenant_id=input.tenant_id,
-                call_seq=self._call_seq,
-                deployment=deployment,
-                usage=output.usage,
-                events=self._take_events(),
-            ),
-            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
-            retry_policy=LOCAL_ACTIVITY_RETRY,
+        billed = await _cancellable(
+            workflow.execute_local_activity_method(
+                LLMActivities.postflight,
+                PostflightInput(
+                    job_id=workflow.info().workflow_id,
+                    tenant_id=self._input.tenant_id,
+                    call_seq=self._call_seq,
+                    deployment=deployment,
+                    usage=output.usage,
+                    events=[*self._pending_events, succeeded],
+                ),
+                start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+                retry_policy=LOCAL_ACTIVITY_RETRY,
+            )
         )
+        self._pending_events.clear()
         self._state.result = JobResult(content=output.content, finish_reason=output.finish_reason)
         self._state.usage = output.usage
         self._state.cost_usd = billed.cost_usd
@@ -248,62 +251,42 @@ class LLMJobWorkflow:
 
     def _set_status(self, status: JobStatus) -> None:
         self._state.status = status
-        workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
+        workflow.upsert_search_attributes([search_attrs.STATUS.value_set(status)])
 
-    def _event(self, type: str, **data: Any) -> None:
+    def _new_event(self, type: EventType, **data: Any) -> JobEvent:
         self._event_seq += 1
-        key = f"{workflow.info().workflow_id}:{workflow.info().run_id}:{self._event_seq}"
-        self._pending_events.append(JobEvent(key=key, type=type, at=workflow.now(), data=data))
+        key = event_key(workflow.info().workflow_id, workflow.info().run_id, self._event_seq)
+        return JobEvent(key=key, type=type, at=workflow.now(), data=data)
 
-    def _take_events(self) -> list[JobEvent]:
-        events, self._pending_events = self._pending_events, []
-        return events
+    def _event(self, type: EventType, **data: Any) -> None:
+        """Queue an event for the job's next bookkeeping write (postflight or `_flush_events`)."""
+        self._pending_events.append(self._new_event(type, **data))
 
     async def _flush_events(self) -> None:
         if not self._pending_events:
             return
-        await workflow.execute_local_activity_method(
-            LLMActivities.record_events,
-            RecordEventsInput(
-                job_id=workflow.info().workflow_id,
-                tenant_id=self._input.tenant_id,
-                events=self._take_events(),
-            ),
-            start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
-            retry_policy=LOCAL_ACTIVITY_RETRY,
+        await _cancellable(
+            workflow.execute_local_activity_method(
+                LLMActivities.record_events,
+                RecordEventsInput(
+                    job_id=workflow.info().workflow_id,
+                    tenant_id=self._input.tenant_id,
+                    events=list(self._pending_events),
+                ),
+                start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
+                retry_policy=LOCAL_ACTIVITY_RETRY,
+            )
         )
+        # Only once written: a flush cut short by a cancel is written again with the cancellation.
+        self._pending_events.clear()
 
 
-def _unwrap(err: Exception) -> tuple[BaseException | None, RetryState | None]:
-    """An activity's failure arrives wrapped in `ActivityError`; a local activity's arrives bare."""
-    if isinstance(err, ActivityError):
-        return err.cause, err.retry_state
-    return err, None
-
-
-def _is_cancellation(err: BaseException) -> bool:
-    cause = err.cause if isinstance(err, ActivityError) else err
-    return isinstance(cause, asyncio.CancelledError | CancelledError)
-
-
-def _job_error(cause: BaseException | None) -> JobError:
-    if isinstance(cause, ApplicationError):
-        return JobError(code=cause.type or errors.UPSTREAM_ERROR, message=cause.message)
-    if isinstance(cause, ActivityTimeoutError):
-        return JobError(code=errors.UPSTREAM_TIMEOUT, message="upstream call timed out")
-    return JobError(code=errors.UPSTREAM_ERROR, message=str(cause))
-
-
-def _attempts(cause: BaseException | None, retry_state: RetryState | None, retry: RetryConfig) -> int:
-    """Attempts spent on one deployment; history records only the last attempt's failure."""
-    if isinstance(cause, ApplicationError) and cause.details:
-        detail = cause.details[0]
-        if isinstance(detail, dict) and isinstance(detail.get("attempt"), int):
-            return int(detail["attempt"])
-    # A timeout carries no details: it was retried until the attempts ran out (a local activity's failure
-    # has no retry state).
-    if retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED or (
-        retry_state is None and isinstance(cause, ActivityTimeoutError)
-    ):
-        return retry.max_attempts
-    return 1
+async def _cancellable(call: Awaitable[T]) -> T:
+    """Await an (local) activity, turning every form a cancel takes into `asyncio.CancelledError`, so code that
+    handles call failures never mistakes a cancelled job for a failed provider."""
+    try:
+        return await call
+    except CALL_FAILURES as err:
+        if is_cancellation(err):
+            raise asyncio.CancelledError from err
+        raise

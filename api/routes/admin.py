@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from api.deps import AdminDep, SessionDep
 from api.errors import ApiError
-from schemas.tenants import KeyCreate, KeyCreated, TenantCreate, TenantPublic
+from schemas.tenants import ALL_TENANTS, KeyCreate, KeyCreated, TenantCreate, TenantPublic, in_scope
 from store import queries
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1", tags=["admin"])
 
 @router.post("/tenants", status_code=201, response_model=TenantPublic)
 async def create_tenant(body: TenantCreate, principal: AdminDep, session: SessionDep) -> TenantPublic:
-    if principal.scope is not None:
+    if principal.scope is not ALL_TENANTS:
         raise ApiError(403, "forbidden", "only the platform admin key creates tenants")
     async with session.begin():
         tenant = await queries.create_tenant(session, body.name)
@@ -24,8 +24,7 @@ async def create_tenant(body: TenantCreate, principal: AdminDep, session: Sessio
 @router.post("/keys", status_code=201, response_model=KeyCreated)
 async def create_key(body: KeyCreate, principal: AdminDep, session: SessionDep) -> KeyCreated:
     async with session.begin():
-        outside_scope = principal.scope is not None and principal.scope != body.tenant_id
-        if outside_scope or await queries.get_tenant(session, body.tenant_id) is None:
+        if not in_scope(principal.scope, body.tenant_id) or await queries.get_tenant(session, body.tenant_id) is None:
             raise ApiError(404, "tenant_not_found", f"no tenant {body.tenant_id}")
         key, plaintext = await queries.create_api_key(session, tenant_id=body.tenant_id, role=body.role, name=body.name)
     return KeyCreated(**key.model_dump(include=set(KeyCreated.model_fields) - {"key"}), key=plaintext)
@@ -34,7 +33,7 @@ async def create_key(body: KeyCreate, principal: AdminDep, session: SessionDep) 
 @router.delete("/keys/{key_id}", status_code=204)
 async def revoke_key(key_id: str, principal: AdminDep, session: SessionDep) -> Response:
     async with session.begin():
-        revoked = await queries.revoke_api_key(session, key_id, tenant_id=principal.scope)
+        revoked = await queries.revoke_api_key(session, key_id, principal.scope)
     if not revoked:
         raise ApiError(404, "key_not_found", f"no active key {key_id}")
     return Response(status_code=204)

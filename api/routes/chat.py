@@ -11,12 +11,12 @@ from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from api import jobs
 from api.deps import AppDep, RoutesDep, SettingsDep, TemporalDep, ViewerDep
 from api.errors import ApiError
-from api.routes.jobs import require_route
+from client import job_client
+from domain.routing import require_route
 from schemas import errors
-from schemas.jobs import ChatMessage, JobCreate, JobParams, JobState
+from schemas.jobs import ChatMessage, JobCreate, JobParams, JobResult, JobState
 from schemas.openai import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -27,6 +27,7 @@ from schemas.openai import (
     ModelList,
     chunk,
 )
+from schemas.validation import describe
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 _UPSTREAM_STATUS = {
@@ -55,17 +56,16 @@ async def chat_completions(
     try:
         job_request = _job_request(body)
     except ValidationError as err:  # OpenAI's schema allows what a job does not (e.g. 60-char names)
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ApiError(422, "validation_error", f"{where}: {first['msg']}") from err
-    handle = await jobs.start_job(temporal, settings, principal.tenant_id, job_request)
+        raise ApiError(422, "validation_error", describe(err.errors()[0])) from err
+    handle = await job_client.start_job(temporal, settings, tenant_id=principal.tenant_id, request=job_request)
     try:
-        state = await asyncio.wait_for(jobs.finished_state(handle, body.model), settings.chat_timeout_s)
+        state = await asyncio.wait_for(job_client.finished_state(handle, body.model), settings.chat_timeout_s)
     except TimeoutError as err:
         raise ApiError(
             504, "job_timeout", f"job {handle.id} is still running; read it at /v1/jobs/{handle.id}"
         ) from err
-    if state.error is not None or state.result is None:
+    result = state.result
+    if state.error is not None or result is None:
         error = state.error
         code, message = (error.code, error.message) if error else (errors.UPSTREAM_ERROR, "no result")
         raise ApiError(_UPSTREAM_STATUS.get(code, 502), code, f"{message} (job {handle.id})")
@@ -74,12 +74,18 @@ async def chat_completions(
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            _sse(handle.id, created, body.model, state, include_usage),
+            _sse(handle.id, created, body.model, result, _usage(state), include_usage),
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
     response.headers.update(headers)
-    return _completion(handle.id, created, body.model, state)
+    return ChatCompletion(
+        id=handle.id,
+        created=created,
+        model=body.model,
+        choices=[Choice(message=ChoiceMessage(content=result.content), finish_reason=result.finish_reason)],
+        usage=_usage(state),
+    )
 
 
 def _job_request(body: ChatCompletionRequest) -> JobCreate:
@@ -104,27 +110,17 @@ def _usage(state: JobState) -> CompletionUsage:
     return CompletionUsage(prompt_tokens=used_in, completion_tokens=used_out, total_tokens=used_in + used_out)
 
 
-def _completion(job_id: str, created: int, model: str, state: JobState) -> ChatCompletion:
-    assert state.result is not None
-    return ChatCompletion(
-        id=job_id,
-        created=created,
-        model=model,
-        choices=[Choice(message=ChoiceMessage(content=state.result.content), finish_reason=state.result.finish_reason)],
-        usage=_usage(state),
-    )
-
-
-async def _sse(job_id: str, created: int, model: str, state: JobState, include_usage: bool) -> AsyncIterator[str]:
+async def _sse(
+    job_id: str, created: int, model: str, result: JobResult, usage: CompletionUsage, include_usage: bool
+) -> AsyncIterator[str]:
     """The finished answer as OpenAI's chunk stream (role, content, finish, usage, [DONE])."""
-    assert state.result is not None
     events = [
         chunk(job_id, created, model, {"role": "assistant", "content": ""}, None),
-        chunk(job_id, created, model, {"content": state.result.content}, None),
-        chunk(job_id, created, model, {}, state.result.finish_reason),
+        chunk(job_id, created, model, {"content": result.content}, None),
+        chunk(job_id, created, model, {}, result.finish_reason),
     ]
     if include_usage:
-        events.append({**chunk(job_id, created, model, {}, None), "choices": [], "usage": _usage(state).model_dump()})
+        events.append({**chunk(job_id, created, model, {}, None), "choices": [], "usage": usage.model_dump()})
     for event in events:
         yield f"data: {json.dumps(event)}\n\n"
     yield "data: [DONE]\n\n"

@@ -6,21 +6,15 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
-from api import jobs
 from api.deps import AppDep, RoutesDep, SettingsDep, TemporalDep, ViewerDep
 from api.errors import ApiError
+from client import job_client
+from domain.routing import require_route
 from schemas.jobs import Job, JobCreate, JobList, JobStatus, RepairInput
-from workflows.llm_job import LLMJobWorkflow
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait=(\d+(?:\.\d+)?)")
-
-
-def require_route(routes: RoutesDep, model: str) -> None:
-    if model not in routes.routes:
-        raise ApiError(404, "unknown_model", f"no route for model {model!r}", {"models": sorted(routes.routes)})
 
 
 def prefer_wait(prefer: str | None, max_wait_s: float) -> float | None:
@@ -42,16 +36,16 @@ async def submit_job(
     prefer: Annotated[str | None, Header()] = None,
 ) -> Job:
     require_route(routes, body.model)
-    handle = await jobs.start_job(temporal, settings, principal.tenant_id, body)
+    handle = await job_client.start_job(temporal, settings, tenant_id=principal.tenant_id, request=body)
     wait_s = prefer_wait(prefer, settings.max_wait_s)
     if wait_s is not None:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-        if await jobs.wait_for_job(handle, wait_s):
+        if await job_client.wait_for_job(handle, wait_s):
             response.status_code = 200
     response.headers["Location"] = f"/v1/jobs/{handle.id}"
     # A new job is queued and needs no worker's word; a repeated idempotency key may name a running one.
     fresh = wait_s is None and body.idempotency_key is None
-    return await jobs.read_job(temporal, principal.tenant_id, handle.id, ask_worker=not fresh)
+    return await job_client.read_job(temporal, principal.tenant_id, handle.id, ask_worker=not fresh)
 
 
 @router.get("", response_model=JobList)
@@ -63,21 +57,19 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=4000)] = None,
 ) -> JobList:
-    return await jobs.list_jobs(temporal, principal.tenant_id, status=status, model=model, limit=limit, cursor=cursor)
+    return await job_client.list_jobs(
+        temporal, principal.tenant_id, status=status, model=model, limit=limit, cursor=cursor
+    )
 
 
 @router.get("/{job_id}", response_model=Job)
 async def get_job(job_id: str, principal: ViewerDep, temporal: TemporalDep) -> Job:
-    return await jobs.read_job(temporal, principal.tenant_id, job_id)
+    return await job_client.read_job(temporal, principal.tenant_id, job_id)
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=Job)
 async def cancel_job(job_id: str, principal: AppDep, temporal: TemporalDep) -> Job:
-    handle, description = await jobs.describe_job(temporal, principal.tenant_id, job_id)
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        raise ApiError(409, "job_finished", f"job {job_id} has already finished")
-    await handle.cancel()
-    return await jobs.job_from(handle, description)
+    return await job_client.cancel_job(temporal, principal.tenant_id, job_id)
 
 
 @router.post("/{job_id}/repair", status_code=202, response_model=Job)
@@ -88,11 +80,4 @@ async def repair_job(
         if body.model is None:
             raise ApiError(422, "validation_error", "model: required for reroute")
         require_route(routes, body.model)
-    handle, description = await jobs.describe_job(temporal, principal.tenant_id, job_id)
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        raise ApiError(409, "job_not_parked", f"job {job_id} has finished")
-    try:
-        await handle.execute_update(LLMJobWorkflow.repair, body)
-    except WorkflowUpdateFailedError as err:
-        raise ApiError(409, "job_not_parked", str(err.cause or err)) from err
-    return await jobs.read_job(temporal, principal.tenant_id, job_id)
+    return await job_client.repair_job(temporal, principal.tenant_id, job_id, body)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api import jobs
 from api.deps import SessionDep, TemporalDep, ViewerDep
-from api.traces import attach_costs, build_trace
-from schemas.traces import Trace
+from client import job_client
+from domain.traces.build import attach_costs, build_trace
+from schemas.traces import BilledCall, Trace
 from store import queries
 
 router = APIRouter(prefix="/v1/jobs", tags=["traces"])
@@ -15,9 +15,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["traces"])
 
 @router.get("/{job_id}/trace", response_model=Trace)
 async def get_trace(job_id: str, principal: ViewerDep, temporal: TemporalDep, session: SessionDep) -> Trace:
-    handle, _ = await jobs.describe_job(temporal, principal.tenant_id, job_id)
+    handle, _ = await job_client.describe_job(temporal, principal.tenant_id, job_id)
     history = await handle.fetch_history()
     trace = build_trace(job_id, history.to_json_dict())
     async with session.begin():
         rows = await queries.cost_logs_for_job(session, job_id, principal.tenant_id)
-    return attach_costs(trace, rows)
+    return attach_costs(trace, [BilledCall.model_validate(row, from_attributes=True) for row in rows])

@@ -1,0 +1,203 @@
+"""The systems under load, each started as separate processes: the fake upstream, a fresh Temporal dev server,
+the bare baseline (`bench.baseline`) and Kintsugi, each API + worker pair on one dev server and task queue."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.baseline import WORKFLOW_ID_HEADER as BASELINE_ID_HEADER
+from ops.devserver import DevServer, start_dev_server
+from ops.processes import Child, ProcessGroup
+from ops.waits import free_port, wait_http_ok
+
+HOST = "127.0.0.1"
+UPSTREAM_MODEL = "bench-model"
+ADMIN_KEY = "bench-admin-key-0123456789"
+KINTSUGI_ID_HEADER = "X-Kintsugi-Job-Id"
+KINTSUGI_SYSTEMS = {"kintsugi": "activity", "kintsugi-local": "local"}
+"""Kintsugi with its default `call: activity` deployments, and with `call: local` (calls as local activities)."""
+
+ROUTES_TEMPLATE = """\
+providers:
+  upstream:
+    kind: openai
+    base_url: "{base_url}/v1"
+    timeout_s: 30
+    retry: {{max_attempts: 3}}
+    call: {call}
+routes:
+  bench:
+    - {{provider: upstream, model: {model}, price: {{input_per_mtok: 0.0, output_per_mtok: 0.0}}}}
+"""
+
+
+class HarnessError(RuntimeError):
+    """The benchmark itself broke: a system never became ready or never answered a request."""
+
+
+@dataclass
+class Upstream:
+    latency_ms: int
+    child: Child
+    url: str
+
+
+@dataclass
+class App:
+    """One system's worker and API processes."""
+
+    worker: Child
+    api: Child
+    url: str
+
+
+@dataclass
+class Target:
+    """Where the load goes for one system at one upstream latency, and the processes to meter."""
+
+    system: str
+    url: str
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    id_header: str | None = None
+    meters: dict[str, Child] = field(default_factory=dict)
+
+
+def _body(model: str) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KINTSUGI_", "BENCH_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _uvicorn(app: str, port: int) -> list[str]:
+    # Access logs off for both APIs: a log line per request would be measured as platform cost.
+    return [sys.executable, "-m", "uvicorn", app, "--factory", "--host", HOST, "--port", str(port),
+            "--log-level", "warning", "--no-access-log"]  # fmt: skip
+
+
+def start_upstream(group: ProcessGroup, latency_ms: int) -> Upstream:
+    """The fake upstream (`tests.support.fake_upstream`) answering after `latency_ms`; it lives for the run."""
+    port = free_port()
+    command = [sys.executable, "-m", "tests.support.fake_upstream", "--host", HOST, "--port", str(port),
+               "--latency-ms", str(latency_ms)]  # fmt: skip
+    child = group.start(f"upstream-{latency_ms}ms", command, env=_base_env())
+    url = f"http://{HOST}:{port}"
+    _wait_ready(f"{url}/v1/models", child, timeout_s=30)
+    return Upstream(latency_ms, child, url)
+
+
+def direct_target(upstream: Upstream) -> Target:
+    """The load generator calls the upstream itself."""
+    url = f"{upstream.url}/v1/chat/completions"
+    return Target("direct", url, _body(UPSTREAM_MODEL), meters={"upstream": upstream.child})
+
+
+@contextmanager
+def dev_server(group: ProcessGroup, workdir: Path) -> Iterator[DevServer]:
+    """A fresh dev server, exactly as Kintsugi runs it (flags, search attributes, SQLite file, WAL), so its
+    CPU-seconds per job are attributable to one system."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = start_dev_server(group, db_file=workdir / "temporal.db", env=_base_env())
+    try:
+        yield server
+    finally:
+        group.stop(server.child)
+
+
+def kintsugi_database(workdir: Path) -> str:
+    """A migrated SQLite database for one Kintsugi system, shared by its runs at every upstream latency."""
+    from store.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{workdir / 'k.db'}"
+    upgrade(url)
+    return url
+
+
+@contextmanager
+def app_target(
+    system: str, group: ProcessGroup, workdir: Path, server: DevServer, upstream: Upstream, database_url: str
+) -> Iterator[Target]:
+    """`system`'s worker and API against `upstream`, on a task queue of their own, as a load target."""
+    queue = f"{system}-{upstream.latency_ms}ms"
+    app: AbstractContextManager[App]
+    if system == "baseline":
+        app = baseline_app(group, server.address, upstream.url, queue)
+        body, headers, id_header = _body(UPSTREAM_MODEL), {}, BASELINE_ID_HEADER
+    else:
+        call = KINTSUGI_SYSTEMS[system]
+        app = kintsugi_app(group, workdir, server.address, upstream.url, queue, database_url, call)
+        body, headers, id_header = _body("bench"), {"Authorization": f"Bearer {ADMIN_KEY}"}, KINTSUGI_ID_HEADER
+    with app as running:
+        meters = {"server": server.child, "worker": running.worker, "api": running.api, "upstream": upstream.child}
+        yield Target(system, f"{running.url}/v1/chat/completions", body, headers, id_header, meters)
+
+
+@contextmanager
+def baseline_app(group: ProcessGroup, address: str, upstream_url: str, task_queue: str) -> Iterator[App]:
+    env = {**_base_env(), "BENCH_TEMPORAL_ADDRESS": address, "BENCH_TASK_QUEUE": task_queue,
+           "BENCH_UPSTREAM_URL": upstream_url}  # fmt: skip
+    worker = ["-m", "bench.baseline", "worker"]
+    with _worker_and_api(group, "baseline", worker, "bench.baseline:create_app", "/healthz", env) as app:
+        yield app
+
+
+@contextmanager
+def kintsugi_app(
+    group: ProcessGroup,
+    workdir: Path,
+    address: str,
+    upstream_url: str,
+    task_queue: str,
+    database_url: str,
+    call: str,
+) -> Iterator[App]:
+    routes_file = workdir / f"routes-{task_queue}.yaml"
+    routes_file.write_text(ROUTES_TEMPLATE.format(base_url=upstream_url, model=UPSTREAM_MODEL, call=call))
+    env = {
+        **_base_env(),
+        "KINTSUGI_ENV": "dev",
+        "KINTSUGI_DATA_DIR": str(workdir),
+        "KINTSUGI_ADMIN_API_KEY": ADMIN_KEY,
+        "KINTSUGI_DATABASE_URL": database_url,
+        "KINTSUGI_TEMPORAL_ADDRESS": address,
+        "KINTSUGI_TASK_QUEUE": task_queue,
+        "KINTSUGI_ROUTES_FILE": str(routes_file),
+    }
+    with _worker_and_api(group, "kintsugi", ["-m", "worker"], "api.app:create_app", "/readyz", env) as app:
+        yield app
+
+
+@contextmanager
+def _worker_and_api(
+    group: ProcessGroup, name: str, worker_args: list[str], app_factory: str, ready_path: str, env: dict[str, str]
+) -> Iterator[App]:
+    """A system's worker and API processes, the same layout for the baseline and Kintsugi."""
+    worker = group.start(f"{name}-worker", [sys.executable, *worker_args], env=env)
+    port = free_port()
+    api = group.start(f"{name}-api", _uvicorn(app_factory, port), env=env)
+    try:
+        url = f"http://{HOST}:{port}"
+        _wait_ready(f"{url}{ready_path}", api, timeout_s=60)
+        worker.check()
+        yield App(worker, api, url)
+    finally:
+        group.stop(api)
+        group.stop(worker)
+
+
+def _wait_ready(url: str, child: Child, *, timeout_s: float) -> None:
+    """Until `url` answers 200. A timeout names the child's last lines: its log goes with the work dir."""
+    try:
+        wait_http_ok(url, timeout_s=timeout_s, check=child.check)
+    except TimeoutError as err:
+        raise HarnessError(f"{err}\n{child.tail()}") from err

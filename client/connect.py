@@ -1,0 +1,30 @@
+"""How every Kintsugi process connects to Temporal: one place, one data converter."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from settings import Settings
+
+
+class TemporalUnavailable(Exception):
+    """The Temporal server could not be reached."""
+
+
+async def connect(settings: Settings) -> Client:
+    """A client with the pydantic data converter, so schemas cross workflow boundaries as models.
+
+    Raises:
+        TemporalUnavailable: the server did not answer. temporalio's bridge reports a failed connection as a
+            bare `RuntimeError` (it has no typed error for it); `Client.connect` is the only call inside the
+            `try`, so that is the only thing a `RuntimeError` here can mean.
+    """
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as err:
+        raise TemporalUnavailable(f"Temporal at {settings.temporal_address}: {err}") from err

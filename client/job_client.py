@@ -1,0 +1,197 @@
+"""Jobs through the Temporal client: start a job workflow, read one back, list, cancel and repair them.
+
+Used by the API today and by recovery workflows' activities later; errors are domain errors
+(`JobNotFound`, `JobFinished`, `JobNotParked`, `InvalidCursor`), never HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.errors import InvalidCursor, JobFinished, JobNotFound, JobNotParked
+from domain.job_view import job_resource, job_summary, state_from_failure, summary_status, visibility_query
+from domain.pagination import decode_cursor, encode_cursor
+from schemas import search_attributes as search_attrs
+from schemas.contracts import JOB_WORKFLOW_TYPE
+from schemas.jobs import Job, JobCreate, JobInput, JobList, JobState, JobStatus, RepairInput
+from settings import Settings
+from workflows.llm_job import LLMJobWorkflow
+
+QUERY_TIMEOUT = timedelta(seconds=3)
+JobHandle = WorkflowHandle[LLMJobWorkflow, JobState]
+
+
+def job_id_for(tenant_id: str, idempotency_key: str | None) -> str:
+    """A fresh id, or one derived from the tenant's idempotency key so a repeat finds the same job."""
+    if idempotency_key is None:
+        return f"job_{uuid.uuid4().hex}"
+    digest = hashlib.sha256(f"{tenant_id}\x00{idempotency_key}".encode()).hexdigest()
+    return f"job_{digest[:32]}"
+
+
+async def start_job(client: Client, settings: Settings, *, tenant_id: str, request: JobCreate) -> JobHandle:
+    job_id = job_id_for(tenant_id, request.idempotency_key)
+    job_input = JobInput(
+        tenant_id=tenant_id,
+        model=request.model,
+        messages=request.messages,
+        params=request.params,
+        metadata=request.metadata,
+        on_exhausted=request.on_exhausted,
+        park_timeout_s=settings.park_timeout_s,
+    )
+    try:
+        return await client.start_workflow(
+            LLMJobWorkflow.run,
+            job_input,
+            id=job_id,
+            task_queue=settings.task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search_attrs.TENANT, tenant_id),
+                    SearchAttributePair(search_attrs.MODEL, request.model),
+                    SearchAttributePair(search_attrs.STATUS, "queued"),
+                ]
+            ),
+            # A repeated idempotency key returns the job it started, running or finished, never a second one.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # So that reading a job without asking a worker still shows its metadata.
+            memo={"metadata": request.metadata},
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        return client.get_workflow_handle_for(LLMJobWorkflow.run, job_id)
+
+
+async def describe_job(client: Client, tenant_id: str, job_id: str) -> tuple[JobHandle, WorkflowExecutionDescription]:
+    """The job's handle and description; another tenant's job (or any other workflow) is not found."""
+    handle = client.get_workflow_handle_for(LLMJobWorkflow.run, job_id)
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise JobNotFound(job_id) from err
+        raise
+    if (
+        description.workflow_type != JOB_WORKFLOW_TYPE
+        or description.typed_search_attributes.get(search_attrs.TENANT) != tenant_id
+    ):
+        raise JobNotFound(job_id)
+    return handle, description
+
+
+async def read_job(client: Client, tenant_id: str, job_id: str, *, ask_worker: bool = True) -> Job:
+    """The job resource. `ask_worker=False` skips the `state` query of a running job: for a job just
+    queued there is nothing more to know, and the query would cost a round trip through a worker."""
+    handle, description = await describe_job(client, tenant_id, job_id)
+    return await job_from(handle, description, ask_worker=ask_worker)
+
+
+async def job_from(handle: JobHandle, description: WorkflowExecutionDescription, *, ask_worker: bool = True) -> Job:
+    state = await _state(handle, description, ask_worker)
+    return job_resource(handle.id, state, created_at=description.start_time, closed_at=description.close_time)
+
+
+async def wait_for_job(handle: JobHandle, timeout_s: float) -> bool:
+    """Wait up to `timeout_s` for the job to finish; True if it did."""
+    try:
+        await asyncio.wait_for(handle.result(), timeout_s)
+    except TimeoutError:
+        return False
+    except WorkflowFailureError:
+        pass
+    return True
+
+
+async def finished_state(handle: JobHandle, model: str) -> JobState:
+    """The final state of a finished job, however it ended (waits for it to finish)."""
+    try:
+        return await handle.result()
+    except WorkflowFailureError as err:
+        return state_from_failure(err, model)
+
+
+async def cancel_job(client: Client, tenant_id: str, job_id: str) -> Job:
+    """Request cancellation of a running or parked job; the job as it stands (it ends `cancelled` once the
+    workflow has stopped)."""
+    handle, description = await describe_job(client, tenant_id, job_id)
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise JobFinished(job_id)
+    await handle.cancel()
+    return await job_from(handle, description)
+
+
+async def repair_job(client: Client, tenant_id: str, job_id: str, request: RepairInput) -> Job:
+    """Send the `repair` Update to a parked job; the workflow's validator refuses any other job."""
+    handle, description = await describe_job(client, tenant_id, job_id)
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise JobNotParked(f"job {job_id} has finished")
+    try:
+        await handle.execute_update(LLMJobWorkflow.repair, request)
+    except WorkflowUpdateFailedError as err:
+        raise JobNotParked(str(err.cause or err)) from err
+    return await read_job(client, tenant_id, job_id)
+
+
+async def list_jobs(
+    client: Client,
+    tenant_id: str,
+    *,
+    status: JobStatus | None,
+    model: str | None,
+    limit: int,
+    cursor: str | None,
+) -> JobList:
+    query = visibility_query(tenant_id, status=status, model=model)
+    iterator = client.list_workflows(query, page_size=limit, next_page_token=decode_cursor(cursor))
+    try:
+        await iterator.fetch_next_page()
+    except RPCError as err:
+        if err.status == RPCStatusCode.INVALID_ARGUMENT:  # a well-formed token the server does not know
+            raise InvalidCursor from err
+        raise
+    data = [job_summary(execution) for execution in iterator.current_page or []]
+    return JobList(data=data, next_cursor=encode_cursor(iterator.next_page_token))
+
+
+async def _state(handle: JobHandle, description: WorkflowExecutionDescription, ask_worker: bool) -> JobState:
+    status = description.status
+    if status == WorkflowExecutionStatus.RUNNING and ask_worker:
+        try:
+            return await handle.query(LLMJobWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError:
+            # No worker polls yet, or a `call: local` call holds the workflow task: fall back to what the
+            # server itself knows.
+            pass
+    model = description.typed_search_attributes.get(search_attrs.MODEL) or ""
+    if status != WorkflowExecutionStatus.RUNNING:
+        state = await finished_state(handle, model)
+        if state.metadata or not (metadata := await _metadata(description)):
+            return state
+        return state.model_copy(update={"metadata": metadata})  # ended from outside: the memo has it
+    return JobState(status=summary_status(description), model=model, metadata=await _metadata(description))
+
+
+async def _metadata(description: WorkflowExecutionDescription) -> dict[str, str]:
+    metadata = (await description.memo()).get("metadata")
+    return metadata if isinstance(metadata, dict) else {}

@@ -1,0 +1,73 @@
+"""Jobs read back from what Temporal knows of their workflows: pure functions of a description, a visibility
+row or a workflow failure (no client calls; `client/job_client.py` makes those)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from temporalio.client import WorkflowExecution, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import CancelledError, TerminatedError
+
+from domain.errors import InvalidFilter
+from schemas import errors
+from schemas import search_attributes as search_attrs
+from schemas.contracts import JOB_WORKFLOW_TYPE
+from schemas.failures import read_details
+from schemas.jobs import TERMINAL_STATUSES, Job, JobError, JobState, JobStatus, JobSummary
+
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:/@-]{1,200}$")
+"""What a model filter may hold: it is spliced into a visibility query, so no quotes or spaces."""
+
+
+def visibility_query(tenant_id: str, *, status: JobStatus | None, model: str | None) -> str:
+    """The list filter for one tenant's jobs; a model name that could break out of the query is refused."""
+    query = f"WorkflowType = '{JOB_WORKFLOW_TYPE}' AND {search_attrs.TENANT.name} = '{tenant_id}'"
+    if status is not None:
+        query += f" AND {search_attrs.STATUS.name} = '{status}'"
+    if model is not None:
+        if not _SAFE_VALUE.match(model):
+            raise InvalidFilter("model may hold letters, digits and ._:/@- only")
+        query += f" AND {search_attrs.MODEL.name} = '{model}'"
+    return query
+
+
+def summary_status(execution: WorkflowExecution) -> JobStatus:
+    """The job status of a workflow from the server's record alone (no worker asked)."""
+    recorded = execution.typed_search_attributes.get(search_attrs.STATUS) or "queued"
+    if execution.status == WorkflowExecutionStatus.RUNNING or recorded in TERMINAL_STATUSES:
+        return recorded  # type: ignore[return-value]  # the workflow upserts only JobStatus values
+    # Closed from outside the workflow (terminated, timed out, cancelled before it ran).
+    return "cancelled" if execution.status == WorkflowExecutionStatus.CANCELED else "failed"
+
+
+def job_summary(execution: WorkflowExecution) -> JobSummary:
+    return JobSummary(
+        id=execution.id,
+        status=summary_status(execution),
+        model=execution.typed_search_attributes.get(search_attrs.MODEL) or "",
+        created_at=execution.start_time,
+        finished_at=execution.close_time,
+    )
+
+
+def state_from_failure(err: WorkflowFailureError, model: str) -> JobState:
+    """A job that failed by itself carries its state in the failure; one ended from outside does not."""
+    state = read_details(err.cause, JobState)
+    if state is not None:
+        return state
+    if isinstance(err.cause, CancelledError):
+        return JobState(status="cancelled", model=model, error=JobError(code=errors.CANCELLED, message="cancelled"))
+    code = errors.TERMINATED if isinstance(err.cause, TerminatedError) else errors.JOB_FAILED
+    return JobState(status="failed", model=model, error=JobError(code=code, message=str(err.cause or err)))
+
+
+def job_resource(job_id: str, state: JobState, *, created_at: datetime, closed_at: datetime | None) -> Job:
+    """The API's job: the workflow's state, with the server's start time, and its close time when the
+    workflow ended without recording one (terminated from outside)."""
+    return Job(
+        id=job_id,
+        created_at=created_at,
+        **state.model_dump(exclude={"finished_at"}),
+        finished_at=state.finished_at or closed_at,
+    )

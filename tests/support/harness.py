@@ -1,0 +1,182 @@
+"""A whole Kintsugi in one test: its own task queue, routes file, worker and API over a real Temporal server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from fastapi import FastAPI
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+
+from activities.llm import LLMActivities
+from api.app import create_app
+from settings import Settings
+from store.engine import create_engine, session_factory
+from store.models import EventLog, ModelCostLog
+from tests.support.fake_upstream import FakeUpstream
+from worker import build_worker
+
+ADMIN_KEY = "test-admin-key"
+UPSTREAM_KEY_ENV = "KINTSUGI_TEST_UPSTREAM_KEY"
+FAST_RETRY = {"max_attempts": 3, "initial_interval_s": 0.05, "max_interval_s": 0.2, "backoff": 2.0}
+
+
+def test_routes(upstream_url: str, prefix: str) -> dict[str, Any]:
+    """Routes whose upstream model names are private to one harness, so faults set by a test stay in it."""
+    up = {"provider": "up"}
+    return {
+        "providers": {
+            "up": {
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": UPSTREAM_KEY_ENV,
+                "timeout_s": 2,
+                "retry": FAST_RETRY,
+            },
+            "up-local": {
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": UPSTREAM_KEY_ENV,
+                "timeout_s": 2,
+                "retry": FAST_RETRY,
+                "call": "local",
+            },
+            "claude": {
+                "kind": "anthropic",
+                "base_url": upstream_url,
+                "api_key_env": UPSTREAM_KEY_ENV,
+                "timeout_s": 2,
+                "retry": FAST_RETRY,
+            },
+            "sim": {"kind": "simulator", "latency_ms": 1},
+        },
+        "routes": {
+            "primary": [{**up, "model": f"{prefix}-a"}],
+            "fallback": [{**up, "model": f"{prefix}-a"}, {**up, "model": f"{prefix}-b"}],
+            "other": [{**up, "model": f"{prefix}-c"}],
+            "local-fallback": [
+                {"provider": "up-local", "model": f"{prefix}-a"},
+                {"provider": "up-local", "model": f"{prefix}-b"},
+            ],
+            "priced": [{**up, "model": "gpt-4o-mini"}],
+            "claude": [{"provider": "claude", "model": f"{prefix}-a"}, {**up, "model": f"{prefix}-b"}],
+            "sim-1": [{"provider": "sim", "model": "sim-1"}],
+        },
+    }
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    temporal: Client
+    upstream: FakeUpstream
+    http: httpx.AsyncClient
+    app: FastAPI
+    prefix: str
+
+    def model(self, suffix: str) -> str:
+        """The upstream model name behind a route: `a` (primary), `b` (fallback), `c` (other)."""
+        return f"{self.prefix}-{suffix}"
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+    async def submit(self, body: dict[str, Any], *, wait: float | None = None, **headers: str) -> httpx.Response:
+        all_headers = {**self.admin, **headers}
+        if wait is not None:
+            all_headers["Prefer"] = f"wait={wait:g}"
+        return await self.http.post("/v1/jobs", json=body, headers=all_headers)
+
+    async def cost_rows(self, job_id: str) -> list[ModelCostLog]:
+        """The job's `model_cost_logs` rows, read straight from the database."""
+        async with self._session() as session:
+            stmt = select(ModelCostLog).where(col(ModelCostLog.job_id) == job_id)
+            return list((await session.exec(stmt)).all())
+
+    async def events(self, job_id: str) -> list[EventLog]:
+        """The job's `event_logs` rows in the order they were written."""
+        async with self._session() as session:
+            stmt = select(EventLog).where(col(EventLog.job_id) == job_id).order_by(col(EventLog.id))
+            return list((await session.exec(stmt)).all())
+
+    async def event_types(self, job_id: str) -> list[str]:
+        return [row.type for row in await self.events(job_id)]
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        engine = create_engine(self.settings.effective_database_url)
+        try:
+            async with session_factory(engine)() as session:
+                yield session
+        finally:
+            await engine.dispose()
+
+    async def wait_status(self, job_id: str, *statuses: str, timeout_s: float = 20.0) -> dict[str, Any]:
+        """Poll the job until it reaches one of `statuses`; fail the test with its last state otherwise."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        job: dict[str, Any] = {}
+        while asyncio.get_running_loop().time() < deadline:
+            job = (await self.http.get(f"/v1/jobs/{job_id}", headers=self.admin)).json()
+            if job.get("status") in statuses:
+                return job
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"job {job_id} never reached {statuses}; last: {job}")
+
+
+KintsugiFactory = Callable[..., contextlib.AbstractAsyncContextManager["Harness"]]
+"""The `make_kintsugi` fixture: `make_kintsugi(database_url, **settings_overrides)`."""
+
+
+@contextlib.asynccontextmanager
+async def running_kintsugi(
+    *,
+    tmp_path: Path,
+    temporal: Client,
+    temporal_address: str,
+    upstream: FakeUpstream,
+    database_url: str,
+    run_worker: bool = True,
+    **overrides: Any,
+) -> AsyncIterator[Harness]:
+    prefix = uuid.uuid4().hex[:10]
+    routes_file = tmp_path / f"routes-{prefix}.yaml"
+    routes_file.write_text(yaml.safe_dump(test_routes(upstream.url, prefix)))
+    settings = Settings(
+        env="test",
+        admin_api_key=ADMIN_KEY,
+        database_url=database_url,
+        temporal_address=temporal_address,
+        task_queue=f"tq-{prefix}",
+        routes_file=routes_file,
+        data_dir=tmp_path,
+        # Tests run workflows sandboxed, so non-determinism fails loudly.
+        **{"workflow_sandbox": True, **overrides},
+    )
+    engine = create_engine(database_url)
+    app = create_app(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        http_client = await stack.enter_async_context(httpx.AsyncClient())
+        if run_worker:
+            activities = LLMActivities(
+                routes=settings.routes,
+                sessions=session_factory(engine),
+                http=http_client,
+                upstream_keys=settings.upstream_keys(),
+            )
+            await stack.enter_async_context(build_worker(temporal, settings, activities))
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        api = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kintsugi", timeout=60)
+        )
+        yield Harness(settings=settings, temporal=temporal, upstream=upstream, http=api, app=app, prefix=prefix)
+    await engine.dispose()

@@ -1,0 +1,160 @@
+"""Record the job histories that the trace and replay tests read: `python -m tests.support.record_histories`.
+
+Each scenario runs a real job (dev server, worker, fake upstream, SQLite) and writes its workflow history, as
+`temporal workflow show --output json` would print it, to `tests/fixtures/histories/<name>.json`. Re-record
+after a change to `LLMJobWorkflow` that alters its commands; the replay test says when one is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from client.connect import connect
+from ops.devserver import start_dev_server
+from ops.processes import ProcessGroup
+from settings import Settings
+from store.migrate import upgrade
+from tests.support.common import HELLO, HISTORIES
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.harness import UPSTREAM_KEY_ENV, Harness, running_kintsugi
+
+Scenario = Callable[[Harness], Awaitable[str]]
+
+
+async def _submit(harness: Harness, model: str, **extra: Any) -> str:
+    response = await harness.submit({"model": model, "messages": HELLO, **extra})
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+async def _finish(harness: Harness, job_id: str) -> str:
+    await harness.wait_status(job_id, "succeeded", "failed", "cancelled")
+    return job_id
+
+
+async def _parked(harness: Harness, model: str = "primary") -> str:
+    harness.upstream.configure(harness.model("a"), fail_always=True, status=500)
+    job_id = await _submit(harness, model, on_exhausted="park")
+    await harness.wait_status(job_id, "parked")
+    return job_id
+
+
+async def _repair(harness: Harness, job_id: str, body: dict[str, Any]) -> None:
+    response = await harness.http.post(f"/v1/jobs/{job_id}/repair", json=body, headers=harness.admin)
+    response.raise_for_status()
+
+
+async def success(harness: Harness) -> str:
+    return await _finish(harness, await _submit(harness, "primary"))
+
+
+async def retry(harness: Harness) -> str:
+    harness.upstream.configure(harness.model("a"), fail_first=2, status=500)
+    return await _finish(harness, await _submit(harness, "primary"))
+
+
+async def reroute(harness: Harness) -> str:
+    harness.upstream.configure(harness.model("a"), fail_always=True, status=503)
+    return await _finish(harness, await _submit(harness, "fallback"))
+
+
+async def reroute_local(harness: Harness) -> str:
+    """The same as `reroute` on deployments whose calls run as local activities."""
+    harness.upstream.configure(harness.model("a"), fail_always=True, status=503)
+    harness.upstream.configure(harness.model("b"), fail_first=1, status=500)
+    return await _finish(harness, await _submit(harness, "local-fallback"))
+
+
+async def park_repair(harness: Harness) -> str:
+    job_id = await _parked(harness)
+    harness.upstream.configure(harness.model("a"))  # the provider recovers
+    await _repair(harness, job_id, {"action": "retry"})
+    return await _finish(harness, job_id)
+
+
+async def park_reroute(harness: Harness) -> str:
+    job_id = await _parked(harness)
+    await _repair(harness, job_id, {"action": "reroute", "model": "other"})
+    return await _finish(harness, job_id)
+
+
+async def non_retryable(harness: Harness) -> str:
+    harness.upstream.configure(harness.model("a"), fail_always=True, status=400)
+    return await _finish(harness, await _submit(harness, "primary"))
+
+
+async def cancelled(harness: Harness) -> str:
+    job_id = await _parked(harness)
+    response = await harness.http.post(f"/v1/jobs/{job_id}/cancel", headers=harness.admin)
+    response.raise_for_status()
+    return await _finish(harness, job_id)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "success": success,
+    "retry": retry,
+    "reroute": reroute,
+    "reroute_local": reroute_local,
+    "park_repair": park_repair,
+    "park_reroute": park_reroute,
+    "non_retryable": non_retryable,
+    "cancelled": cancelled,
+}
+
+
+async def record(temporal_address: str, tmp_path: Path, upstream: FakeUpstream) -> None:
+    # `start_dev_server` returned once the namespace answered, so one connect is enough.
+    client = await connect(Settings(env="test", admin_api_key="unused", temporal_address=temporal_address))
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    for name, scenario in SCENARIOS.items():
+        scenario_dir = tmp_path / name
+        scenario_dir.mkdir()
+        database_url = f"sqlite+aiosqlite:///{scenario_dir / 'kintsugi.db'}"
+        await asyncio.to_thread(upgrade, database_url)
+        async with running_kintsugi(
+            tmp_path=scenario_dir,
+            temporal=client,
+            temporal_address=temporal_address,
+            upstream=upstream,
+            database_url=database_url,
+        ) as harness:
+            job_id = await scenario(harness)
+            history = await client.get_workflow_handle(job_id).fetch_history()
+        path = HISTORIES / f"{name}.json"
+        path.write_text(json.dumps(_without_stack_traces(history.to_json_dict()), indent=1) + "\n")
+        print(f"{name}: {job_id} -> {path.relative_to(Path.cwd())}")
+
+
+def _without_stack_traces(value: Any) -> Any:
+    """Failures keep message, type and cause; their stack traces (local paths, half the bytes) go."""
+    if isinstance(value, dict):
+        return {k: _without_stack_traces(v) for k, v in value.items() if k != "stackTrace"}
+    if isinstance(value, list):
+        return [_without_stack_traces(v) for v in value]
+    return value
+
+
+def main() -> None:
+    # Every injected upstream failure would print a traceback; the scenarios expect them.
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
+    os.environ.setdefault(UPSTREAM_KEY_ENV, "upstream-secret")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        processes = ProcessGroup(log_dir=tmp_path)
+        try:
+            server = start_dev_server(processes, db_file=None)
+            with FakeUpstream() as upstream:
+                asyncio.run(record(server.address, tmp_path, upstream))
+        finally:
+            processes.stop_all()
+
+
+if __name__ == "__main__":
+    main()
