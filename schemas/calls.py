@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from schemas.contracts import EventType
-from schemas.jobs import ChatMessage, JobParams, Usage
+from schemas.jobs import JobParams, JobResult, Usage
+from schemas.messages import ChatMessage
 from schemas.routes import CallMode, RetryConfig
 
 
@@ -61,12 +62,22 @@ class CallModelInput(BaseModel):
 
 
 class CallModelOutput(BaseModel):
-    content: str
-    finish_reason: str
+    """One upstream call's answer, whole (`JobResult`), with what it used and took."""
+
+    answer: JobResult
     usage: Usage
     latency_ms: float
     attempt: int = 1
     """The activity attempt that succeeded, so the job can report how many calls it took."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text_answer(cls, value: Any) -> Any:
+        # Histories recorded before answers were carried whole hold `{content, finish_reason, ...}`.
+        if isinstance(value, dict) and "answer" not in value and "content" in value:
+            answer = {"content": value["content"], "finish_reason": value.get("finish_reason")}
+            return {**value, "answer": answer}
+        return value
 
 
 class PostflightInput(BaseModel):

@@ -3,43 +3,113 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+
+from schemas.messages import AssistantMessage, ChatMessage, ResponseFormat, Tool, ToolCall
 
 JobStatus = Literal["queued", "running", "parked", "succeeded", "failed", "cancelled"]
 OnExhausted = Literal["fail", "park"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str = Field(max_length=400_000)
-    name: str | None = Field(default=None, max_length=64)
-
-
 class JobParams(BaseModel):
-    """Sampling parameters passed to the upstream model."""
+    """What the upstream model is asked to do besides the messages: OpenAI's Chat Completions parameters.
 
-    model_config = ConfigDict(extra="forbid")
+    Parameters Kintsugi does not declare are kept (`extra="allow"`) and forwarded to OpenAI-kind providers
+    unchanged; a provider that cannot honour a parameter is skipped by the route plan (and the request is
+    refused with a 400 naming it when no deployment of the route can).
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_p: float | None = Field(default=None, ge=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Kept apart from `max_tokens`: reasoning models refuse `max_tokens`."""
     stop: list[str] | None = Field(default=None, max_length=4)
     seed: int | None = None
+    n: int | None = Field(default=None, ge=1, le=128)
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    user: str | None = None
+    reasoning_effort: str | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    service_tier: str | None = None
+    prediction: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    """OpenAI's own `metadata` (for stored completions); the job's metadata is `JobCreate.metadata`."""
+
+    def declared(self) -> dict[str, Any]:
+        """The parameters set, declared or not, as the provider's JSON (None left out)."""
+        return self.model_dump(mode="json", exclude_none=True, by_alias=True)
 
 
 class Usage(BaseModel):
     input_tokens: int = Field(ge=0)
     output_tokens: int = Field(ge=0)
+    cached_input_tokens: int = Field(default=0, ge=0)
+    """Input tokens served from the provider's prompt cache (OpenAI `cached_tokens`, Anthropic cache reads)."""
+    cache_write_input_tokens: int = Field(default=0, ge=0)
+    """Input tokens written to the provider's prompt cache (Anthropic `cache_creation_input_tokens`)."""
+    reasoning_tokens: int = Field(default=0, ge=0)
+    """Output tokens spent on reasoning (OpenAI `completion_tokens_details.reasoning_tokens`)."""
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str
+    """As the provider gave it (`stop`, `length`, `tool_calls`, `content_filter`, ...)."""
+    logprobs: dict[str, Any] | None = None
 
 
 class JobResult(BaseModel):
-    content: str
-    finish_reason: str
+    """The answer, whole: every choice (`n`), with tool calls, refusals, annotations and logprobs."""
+
+    choices: list[Choice]
+    system_fingerprint: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text_answer(cls, value: Any) -> Any:
+        # Jobs finished before answers were carried whole recorded `{content, finish_reason}`.
+        if isinstance(value, dict) and "choices" not in value and "content" in value:
+            message = {"role": "assistant", "content": value["content"]}
+            return {"choices": [{"message": message, "finish_reason": value.get("finish_reason") or "stop"}]}
+        return value
+
+    @classmethod
+    def from_text(cls, content: str, finish_reason: str = "stop") -> JobResult:
+        """A one-choice answer of plain text."""
+        return cls(choices=[Choice(message=AssistantMessage(content=content), finish_reason=finish_reason)])
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def content(self) -> str | None:
+        """The first choice's text, for readers of the job API that want just the answer."""
+        return self.choices[0].message.content if self.choices else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def finish_reason(self) -> str | None:
+        return self.choices[0].finish_reason if self.choices else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tool_calls(self) -> list[ToolCall] | None:
+        return self.choices[0].message.tool_calls if self.choices else None
 
 
 class JobError(BaseModel):

@@ -1,75 +1,62 @@
-"""The subset of OpenAI's chat completions protocol that Kintsugi serves."""
+"""OpenAI's Chat Completions protocol as Kintsugi serves it: the request is the job's messages and
+parameters plus the streaming switches; the answer is the job's result in OpenAI's envelope."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
-
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
-class ChatCompletionMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] = Field(max_length=400_000)
-    name: str | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text for part in self.content)
+from schemas.jobs import Choice, JobParams, JobResult, Usage
+from schemas.messages import ChatMessage
 
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    """OpenAI's request body; fields we do not act on are accepted and ignored, as OpenAI clients send many."""
-
-    model_config = ConfigDict(extra="ignore")
+class ChatCompletionRequest(JobParams):
+    """OpenAI's request body. Parameters Kintsugi does not declare are kept and forwarded (see JobParams)."""
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatCompletionMessage] = Field(min_length=1, max_length=1000)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int | None = Field(default=None, ge=1, le=1)
-    metadata: dict[str, str] | None = None
+    stop: str | list[str] | None = None  # type: ignore[assignment]  # OpenAI also takes one string
 
-    @field_validator("stop")
-    @classmethod
-    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return value
+    def job_params(self) -> JobParams:
+        """The parameters the job carries: all of them but the envelope (model, messages, streaming)."""
+        params = self.model_dump(exclude={"model", "messages", "stream", "stream_options"}, exclude_none=True)
+        if isinstance(self.stop, str):
+            params["stop"] = [self.stop]
+        return JobParams.model_validate(params)
 
 
-class ChoiceMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0
 
 
-class Choice(BaseModel):
-    index: int = 0
-    message: ChoiceMessage
-    finish_reason: str
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
 
 
 class CompletionUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
+    completion_tokens_details: CompletionTokensDetails
+
+    @classmethod
+    def of(cls, usage: Usage | None) -> CompletionUsage:
+        usage = usage or Usage(input_tokens=0, output_tokens=0)
+        return cls(
+            prompt_tokens=usage.input_tokens,
+            completion_tokens=usage.output_tokens,
+            total_tokens=usage.input_tokens + usage.output_tokens,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cached_input_tokens),
+            completion_tokens_details=CompletionTokensDetails(reasoning_tokens=usage.reasoning_tokens),
+        )
 
 
 class ChatCompletion(BaseModel):
@@ -79,6 +66,18 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[Choice]
     usage: CompletionUsage
+    system_fingerprint: str | None = None
+
+    @classmethod
+    def of(cls, job_id: str, created: int, model: str, result: JobResult, usage: Usage | None) -> ChatCompletion:
+        return cls(
+            id=job_id,
+            created=created,
+            model=model,
+            choices=result.choices,
+            usage=CompletionUsage.of(usage),
+            system_fingerprint=result.system_fingerprint,
+        )
 
 
 class ModelCard(BaseModel):
@@ -94,13 +93,24 @@ class ModelList(BaseModel):
 
 
 def chunk(
-    completion_id: str, created: int, model: str, delta: dict[str, Any], finish_reason: str | None
+    completion_id: str,
+    created: int,
+    model: str,
+    choices: list[dict[str, Any]],
+    *,
+    usage: CompletionUsage | None = None,
+    system_fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """One `chat.completion.chunk` of a streamed answer."""
-    return {
+    body: dict[str, Any] = {
         "id": completion_id,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        "choices": choices,
     }
+    if system_fingerprint:
+        body["system_fingerprint"] = system_fingerprint
+    if usage is not None:
+        body["usage"] = usage.model_dump()
+    return body

@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         DeploymentRef,
         JobError,
         JobInput,
-        JobResult,
         JobState,
         JobStatus,
         RepairInput,
@@ -219,7 +218,7 @@ class LLMJobWorkflow:
             )
         )
         self._pending_events.clear()
-        self._state.result = JobResult(content=output.content, finish_reason=output.finish_reason)
+        self._state.result = output.answer
         self._state.usage = output.usage
         self._state.cost_usd = billed.cost_usd
         self._state.error = None

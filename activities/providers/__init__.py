@@ -12,6 +12,7 @@ from collections.abc import Callable
 import httpx
 
 from activities.providers import anthropic, openai, simulator
+from activities.providers.sink import ChunkSink
 from schemas.calls import CallModelInput, CallModelOutput
 from schemas.routes import AnthropicProvider, OpenAIProvider, ProviderConfig, SimulatorProvider
 
@@ -29,6 +30,7 @@ async def call_provider(
     *,
     api_key: str | None,
     heartbeat: Callable[[], None] = _no_heartbeat,
+    on_chunk: ChunkSink | None = None,
 ) -> CallModelOutput:
     """Make one upstream call for `call` on `provider`.
 
@@ -39,6 +41,8 @@ async def call_provider(
         api_key: Sent as the provider expects (bearer or `x-api-key`); read from settings by the caller,
             so it never enters workflow history.
         heartbeat: Called on each streamed chunk, so the worker records progress through a long answer.
+        on_chunk: Given each chunk as it arrives (OpenAI's chunk shape), which makes the call stream from
+            the upstream; None when nobody is listening.
 
     Raises:
         ApplicationError: `type` is one of this module's codes; `non_retryable` and `next_retry_delay`
@@ -46,18 +50,17 @@ async def call_provider(
     """
     started = time.perf_counter()
     if isinstance(provider, OpenAIProvider):
-        content, finish_reason, usage = await openai.complete(
-            http, provider, call, api_key=api_key, heartbeat=heartbeat
+        answer, usage = await openai.complete(
+            http, provider, call, api_key=api_key, heartbeat=heartbeat, on_chunk=on_chunk
         )
     elif isinstance(provider, AnthropicProvider):
-        content, finish_reason, usage = await anthropic.complete(http, provider, call, api_key=api_key)
+        answer, usage = await anthropic.complete(http, provider, call, api_key=api_key)
     elif isinstance(provider, SimulatorProvider):
-        content, finish_reason, usage = await simulator.complete(provider, call)
+        answer, usage = await simulator.complete(provider, call)
     else:
         raise TypeError(f"unknown provider kind: {provider!r}")
     return CallModelOutput(
-        content=content,
-        finish_reason=finish_reason,
+        answer=answer,
         usage=usage,
         latency_ms=(time.perf_counter() - started) * 1000,
     )

@@ -8,7 +8,7 @@ import httpx
 
 from activities.providers.errors import bad_response, status_error, transport_error
 from schemas.calls import CallModelInput
-from schemas.jobs import Usage
+from schemas.jobs import JobResult, Usage
 from schemas.routes import AnthropicProvider
 
 DEFAULT_MAX_TOKENS = 1024
@@ -21,15 +21,14 @@ _FINISH_REASONS = {
     "tool_use": "tool_calls",
 }
 
-Completion = tuple[str, str, Usage]
-"""(content, finish_reason, usage)"""
+Completion = tuple[JobResult, Usage]
 
 
 def request_body(call: CallModelInput) -> dict[str, Any]:
-    system = [m.content for m in call.messages if m.role in ("system", "developer")]
+    system = [m.text() for m in call.messages if m.role in ("system", "developer")]
     # The Messages API knows only `user` and `assistant`; a tool result reads as user input.
     messages = [
-        {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
+        {"role": "assistant" if m.role == "assistant" else "user", "content": m.text()}
         for m in call.messages
         if m.role not in ("system", "developer")
     ]
@@ -77,8 +76,7 @@ async def complete(
         raise bad_response(where, f"{type(err).__name__}: {err}; body: {response.text}") from err
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
     return (
-        content,
-        _FINISH_REASONS.get(stop_reason, str(stop_reason)),
+        JobResult.from_text(content, _FINISH_REASONS.get(stop_reason, str(stop_reason))),
         Usage(input_tokens=_count(usage.get("input_tokens")), output_tokens=_count(usage.get("output_tokens"))),
     )
 

@@ -1,4 +1,8 @@
-"""OpenAI-compatible chat completions (OpenAI, vLLM, llama.cpp, Ollama, ...), plain or streamed as SSE."""
+"""OpenAI-compatible chat completions (OpenAI, vLLM, llama.cpp, Ollama, ...), plain or streamed as SSE.
+
+The request goes out as the app sent it: every message field and every parameter, declared or not. The
+answer comes back whole: every choice, tool calls, refusals, annotations, logprobs, usage details.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,25 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 from activities.providers.errors import bad_response, status_error, transport_error
+from activities.providers.sink import ChunkSink
+from domain.answers import AnswerBuilder, read_usage
 from schemas.calls import CallModelInput
 from schemas.errors import UPSTREAM_ERROR
-from schemas.jobs import Usage
+from schemas.jobs import JobResult, Usage
 from schemas.routes import OpenAIProvider
 
-Completion = tuple[str, str, Usage]
-"""(content, finish_reason, usage)"""
+Completion = tuple[JobResult, Usage]
 
 
 def request_body(call: CallModelInput, *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
+        **call.params.declared(),
         "model": call.deployment.model,
-        "messages": [m.model_dump(exclude_none=True) for m in call.messages],
-        **call.params.model_dump(exclude_none=True),
+        "messages": [m.model_dump(mode="json", exclude_none=True, by_alias=True) for m in call.messages],
     }
     if stream:
         body["stream"] = True
@@ -38,23 +44,26 @@ async def complete(
     *,
     api_key: str | None,
     heartbeat: Callable[[], None],
+    on_chunk: ChunkSink | None = None,
 ) -> Completion:
+    """One call; streamed from the upstream when the provider says so or when `on_chunk` wants the chunks."""
     where = f"{call.deployment.provider}/{call.deployment.model}"
+    stream = provider.stream or on_chunk is not None
     request = http.build_request(
         "POST",
         f"{provider.base_url.rstrip('/')}/chat/completions",
-        json=request_body(call, stream=provider.stream),
+        json=request_body(call, stream=stream),
         headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
         timeout=httpx.Timeout(provider.timeout_s),
     )
     try:
-        response = await http.send(request, stream=provider.stream)
+        response = await http.send(request, stream=stream)
         try:
             if not response.is_success:
                 await response.aread()
                 raise status_error(where, response)
-            if provider.stream:
-                return await _read_stream(where, response, heartbeat)
+            if stream:
+                return await _read_stream(where, response, heartbeat, on_chunk)
             return _read_body(where, response)
         finally:
             await response.aclose()
@@ -65,18 +74,20 @@ async def complete(
 def _read_body(where: str, response: httpx.Response) -> Completion:
     try:
         body = response.json()
-        choice = body["choices"][0]
-        content = choice["message"].get("content") or ""
-        finish_reason = choice.get("finish_reason") or "stop"
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-        raise bad_response(where, f"{type(err).__name__}: {err}; body: {response.text}") from err
-    return str(content), str(finish_reason), _usage(body.get("usage"))
+        answer = JobResult.model_validate(
+            {"choices": body["choices"], "system_fingerprint": body.get("system_fingerprint")}
+        )
+    except (ValueError, KeyError, TypeError, ValidationError) as err:
+        raise bad_response(where, f"{type(err).__name__}: {err}; body: {response.text[:500]}") from err
+    if not answer.choices:
+        raise bad_response(where, f"no choices; body: {response.text[:500]}")
+    return answer, read_usage(body.get("usage"))
 
 
-async def _read_stream(where: str, response: httpx.Response, heartbeat: Callable[[], None]) -> Completion:
-    pieces: list[str] = []
-    finish_reason: str | None = None
-    usage = Usage(input_tokens=0, output_tokens=0)
+async def _read_stream(
+    where: str, response: httpx.Response, heartbeat: Callable[[], None], on_chunk: ChunkSink | None
+) -> Completion:
+    builder = AnswerBuilder()
     done = False
     async for line in response.aiter_lines():
         if not line.startswith("data:"):
@@ -89,29 +100,21 @@ async def _read_stream(where: str, response: httpx.Response, heartbeat: Callable
         try:
             chunk = json.loads(data)
         except ValueError as err:
-            raise bad_response(where, f"bad SSE chunk: {data}") from err
+            raise bad_response(where, f"bad SSE chunk: {data[:200]}") from err
         if not isinstance(chunk, dict):
-            raise bad_response(where, f"bad SSE chunk: {data}")
+            raise bad_response(where, f"bad SSE chunk: {data[:200]}")
         if "error" in chunk:
             # The status line was already 200; an error mid-stream is the server giving up on this answer.
             raise ApplicationError(f"{where}: error in stream: {str(chunk['error'])[:200]}", type=UPSTREAM_ERROR)
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                pieces.append(str(delta["content"]))
-            if choice.get("finish_reason"):
-                finish_reason = str(choice["finish_reason"])
-        if chunk.get("usage"):
-            usage = _usage(chunk["usage"])
-    if not done and finish_reason is None:
+        builder.add(chunk)
+        if on_chunk is not None:
+            await on_chunk(chunk)
+    if not done and not builder.finished:
         raise bad_response(where, "stream ended before a finish_reason or [DONE]")
-    return "".join(pieces), finish_reason or "stop", usage
-
-
-def _usage(raw: Any) -> Usage:
-    raw = raw if isinstance(raw, dict) else {}
-    return Usage(input_tokens=_count(raw.get("prompt_tokens")), output_tokens=_count(raw.get("completion_tokens")))
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+    try:
+        answer = builder.result()
+    except ValidationError as err:
+        raise bad_response(where, f"stream assembled into no valid answer: {err}") from err
+    if not answer.choices:
+        raise bad_response(where, "stream held no choices")
+    return answer, builder.usage or Usage(input_tokens=0, output_tokens=0)

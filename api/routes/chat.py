@@ -15,18 +15,10 @@ from api.deps import AppDep, RoutesDep, SettingsDep, TemporalDep, ViewerDep
 from api.errors import ApiError
 from client import job_client
 from domain.routing import require_route
+from domain.streaming import replay
 from schemas import errors
-from schemas.jobs import ChatMessage, JobCreate, JobParams, JobResult, JobState
-from schemas.openai import (
-    ChatCompletion,
-    ChatCompletionRequest,
-    Choice,
-    ChoiceMessage,
-    CompletionUsage,
-    ModelCard,
-    ModelList,
-    chunk,
-)
+from schemas.jobs import JobCreate, JobResult, JobState
+from schemas.openai import ChatCompletion, ChatCompletionRequest, CompletionUsage, ModelCard, ModelList, chunk
 from schemas.validation import describe
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -43,7 +35,13 @@ async def list_models(principal: ViewerDep, routes: RoutesDep) -> ModelList:
     return ModelList(data=[ModelCard(id=alias) for alias in routes.routes])
 
 
-@router.post("/chat/completions", response_model=ChatCompletion)
+@router.get("/models/{model_id:path}", response_model=ModelCard)
+async def get_model(model_id: str, principal: ViewerDep, routes: RoutesDep) -> ModelCard:
+    require_route(routes, model_id)
+    return ModelCard(id=model_id)
+
+
+@router.post("/chat/completions", response_model=ChatCompletion, response_model_exclude_none=True)
 async def chat_completions(
     body: ChatCompletionRequest,
     principal: AppDep,
@@ -54,8 +52,10 @@ async def chat_completions(
 ) -> Any:
     require_route(routes, body.model)
     try:
-        job_request = _job_request(body)
-    except ValidationError as err:  # OpenAI's schema allows what a job does not (e.g. 60-char names)
+        job_request = JobCreate(
+            model=body.model, messages=body.messages, params=body.job_params(), metadata=body.metadata or {}
+        )
+    except ValidationError as err:  # OpenAI's schema allows what a job does not (e.g. 60 metadata keys)
         raise ApiError(422, "validation_error", describe(err.errors()[0])) from err
     handle = await job_client.start_job(temporal, settings, tenant_id=principal.tenant_id, request=job_request)
     try:
@@ -74,53 +74,21 @@ async def chat_completions(
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(
-            _sse(handle.id, created, body.model, result, _usage(state), include_usage),
+            _sse(handle.id, created, body.model, result, state, include_usage),
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
     response.headers.update(headers)
-    return ChatCompletion(
-        id=handle.id,
-        created=created,
-        model=body.model,
-        choices=[Choice(message=ChoiceMessage(content=result.content), finish_reason=result.finish_reason)],
-        usage=_usage(state),
-    )
-
-
-def _job_request(body: ChatCompletionRequest) -> JobCreate:
-    stop = [body.stop] if isinstance(body.stop, str) else body.stop
-    return JobCreate(
-        model=body.model,
-        messages=[ChatMessage(role=m.role, content=m.text(), name=m.name) for m in body.messages],
-        params=JobParams(
-            temperature=body.temperature,
-            top_p=body.top_p,
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-            stop=stop,
-            seed=body.seed,
-        ),
-        metadata=body.metadata or {},
-    )
-
-
-def _usage(state: JobState) -> CompletionUsage:
-    used_in = state.usage.input_tokens if state.usage else 0
-    used_out = state.usage.output_tokens if state.usage else 0
-    return CompletionUsage(prompt_tokens=used_in, completion_tokens=used_out, total_tokens=used_in + used_out)
+    return ChatCompletion.of(handle.id, created, body.model, result, state.usage)
 
 
 async def _sse(
-    job_id: str, created: int, model: str, result: JobResult, usage: CompletionUsage, include_usage: bool
+    job_id: str, created: int, model: str, result: JobResult, state: JobState, include_usage: bool
 ) -> AsyncIterator[str]:
-    """The finished answer as OpenAI's chunk stream (role, content, finish, usage, [DONE])."""
-    events = [
-        chunk(job_id, created, model, {"role": "assistant", "content": ""}, None),
-        chunk(job_id, created, model, {"content": result.content}, None),
-        chunk(job_id, created, model, {}, result.finish_reason),
-    ]
+    """The finished answer as OpenAI's chunk stream (role, content, tool calls, finish, usage, [DONE])."""
+    for event in replay(result):
+        body = chunk(job_id, created, model, event.choices, system_fingerprint=result.system_fingerprint)
+        yield f"id: {event.offset}\ndata: {json.dumps(body)}\n\n"
     if include_usage:
-        events.append({**chunk(job_id, created, model, {}, None), "choices": [], "usage": usage.model_dump()})
-    for event in events:
-        yield f"data: {json.dumps(event)}\n\n"
+        yield f"data: {json.dumps(chunk(job_id, created, model, [], usage=CompletionUsage.of(state.usage)))}\n\n"
     yield "data: [DONE]\n\n"

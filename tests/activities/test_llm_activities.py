@@ -181,7 +181,7 @@ async def test_call_model_sends_the_key_from_the_holder_not_the_environment(
 ) -> None:
     output = await attempt(2).run(activities.call_model, call_input(f"{prefix}-a"))
 
-    assert (output.content, output.attempt) == ("echo: hello", 2)
+    assert (output.answer.content, output.attempt) == ("echo: hello", 2)
     assert output.usage.input_tokens > 0 and output.usage.output_tokens > 0
     sent = upstream.last_request(f"{prefix}-a")
     assert sent["headers"]["authorization"] == f"Bearer {HOLDER_KEY}"

@@ -82,8 +82,8 @@ async def test_openai_success_forwards_params_and_key(http: httpx.AsyncClient, u
 
     out = await call_provider(http, _openai(upstream), _call(model, params=params), api_key="sk-test")
 
-    assert out.content == "echo: hello there"
-    assert out.finish_reason == "stop"
+    assert out.answer.content == "echo: hello there"
+    assert out.answer.finish_reason == "stop"
     assert out.usage.input_tokens > 0 and out.usage.output_tokens > 0
     assert out.latency_ms > 0
     sent = upstream.last_request(model)
@@ -114,8 +114,8 @@ async def test_openai_stream_assembles_content_and_heartbeats(http: httpx.AsyncC
         http, _openai(upstream, stream=True), _call(model), api_key="k", heartbeat=lambda: beats.append(1)
     )
 
-    assert out.content == "the quick brown fox jumps"
-    assert out.finish_reason == "stop"
+    assert out.answer.content == "the quick brown fox jumps"
+    assert out.answer.finish_reason == "stop"
     assert out.usage.input_tokens > 0 and out.usage.output_tokens == len("the quick brown fox jumps") // 4
     assert len(beats) >= 5  # role chunk, three pieces, finish chunk, usage chunk
     body = upstream.last_request(model)["body"]
@@ -132,8 +132,8 @@ async def test_anthropic_lifts_system_and_sends_key(http: httpx.AsyncClient, ups
 
     out = await call_provider(http, provider, _call(model, messages=messages), api_key="ak-test")
 
-    assert out.content == "echo: hi claude"
-    assert out.finish_reason == "stop"
+    assert out.answer.content == "echo: hi claude"
+    assert out.answer.finish_reason == "stop"
     assert out.usage.input_tokens > 0 and out.usage.output_tokens > 0
     sent = upstream.last_request(model)
     assert sent["path"] == "/v1/messages"
@@ -157,7 +157,7 @@ async def test_fail_first_then_success(http: httpx.AsyncClient, upstream: FakeUp
     with pytest.raises(ApplicationError):
         await call_provider(http, _openai(upstream), _call(model), api_key=None)
     out = await call_provider(http, _openai(upstream), _call(model), api_key=None)
-    assert out.content == "echo: hello there"
+    assert out.answer.content == "echo: hello there"
     assert upstream.calls(model) == 2
 
 
@@ -231,10 +231,10 @@ async def test_simulator_echoes_last_user_message(http: httpx.AsyncClient) -> No
 
     out = await call_provider(http, provider, _call("sim-1", messages=messages), api_key=None)
 
-    assert out.content == "[simulated] " + "x" * 200
-    assert out.finish_reason == "stop"
+    assert out.answer.content == "[simulated] " + "x" * 200
+    assert out.answer.finish_reason == "stop"
     assert out.usage.input_tokens == len("first" + "x" * 500) // 4
-    assert out.usage.output_tokens == len(out.content) // 4
+    assert out.usage.output_tokens == len(out.answer.content) // 4
     assert out.latency_ms >= 20
 
 

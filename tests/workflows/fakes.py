@@ -23,7 +23,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from schemas import errors
-from schemas import search_attributes as sa
+from schemas import search_attributes as search_attrs
 from schemas.calls import (
     CallModelInput,
     CallModelOutput,
@@ -37,7 +37,7 @@ from schemas.calls import (
     ResolvedPrice,
 )
 from schemas.failures import CallFailureDetails, read_details
-from schemas.jobs import ChatMessage, JobInput, JobState, JobStatus, OnExhausted, Usage
+from schemas.jobs import ChatMessage, JobInput, JobResult, JobState, JobStatus, OnExhausted, Usage
 from schemas.routes import CallMode, RetryConfig
 from tests.support.common import HELLO
 from workflows.llm_job import LLMJobWorkflow
@@ -170,7 +170,7 @@ class FakeActivities:
                 type=upstream.code,
             )
         return CallModelOutput(
-            content=upstream.content, finish_reason="stop", usage=USAGE, latency_ms=5.0, attempt=info.attempt
+            answer=JobResult.from_text(upstream.content), usage=USAGE, latency_ms=5.0, attempt=info.attempt
         )
 
     @activity.defn(name="postflight")
@@ -226,9 +226,9 @@ class JobRig:
             task_timeout=task_timeout,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(sa.TENANT, "tenant-1"),
-                    SearchAttributePair(sa.MODEL, model),
-                    SearchAttributePair(sa.STATUS, "queued"),
+                    SearchAttributePair(search_attrs.TENANT, "tenant-1"),
+                    SearchAttributePair(search_attrs.MODEL, model),
+                    SearchAttributePair(search_attrs.STATUS, "queued"),
                 ]
             ),
         )
@@ -261,7 +261,7 @@ class JobRig:
 
     async def search_status(self, handle: JobHandle) -> str | None:
         """`KintsugiStatus`, the search attribute job lists are filtered by."""
-        return (await handle.describe()).typed_search_attributes.get(sa.STATUS)
+        return (await handle.describe()).typed_search_attributes.get(search_attrs.STATUS)
 
     async def until_status(self, handle: JobHandle, status: JobStatus) -> JobState:
         """Skip time a second at a time (so retry backoffs pass) until the job reports `status`."""

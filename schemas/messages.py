@@ -1,0 +1,154 @@
+"""Chat messages, content parts and tools as OpenAI's Chat Completions API shapes them.
+
+One schema serves the job API (`POST /v1/jobs`) and the OpenAI-compatible endpoint, and travels to the
+providers unchanged: a message or tool field Kintsugi does not know (OpenAI adds them often) is kept
+(`extra="allow"`) and reaches OpenAI-kind providers as it came.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class _Open(BaseModel):
+    """Keeps fields it does not declare, so they are forwarded rather than dropped."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class TextPart(_Open):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Open):
+    url: str = Field(min_length=1)
+    """An https URL or a `data:` URL with the image inline."""
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Open):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class InputAudio(_Open):
+    data: str
+    """Base64 audio."""
+    format: str
+
+
+class AudioPart(_Open):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FileData(_Open):
+    file_id: str | None = None
+    file_data: str | None = None
+    filename: str | None = None
+
+
+class FilePart(_Open):
+    type: Literal["file"]
+    file: FileData
+
+
+class RefusalPart(_Open):
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[TextPart | ImagePart | AudioPart | FilePart | RefusalPart, Field(discriminator="type")]
+
+
+class FunctionCall(_Open):
+    name: str
+    arguments: str
+    """JSON text, as the model wrote it (it may not parse: that is the app's to judge)."""
+
+
+class ToolCall(_Open):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(_Open):
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = Field(default=None, max_length=64)
+    tool_calls: list[ToolCall] | None = None
+    """An assistant turn that called tools (its `content` may be null)."""
+    tool_call_id: str | None = None
+    """The call a `tool` message answers."""
+    refusal: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChatMessage:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        if self.role == "assistant":
+            if self.content is None and not self.tool_calls and self.refusal is None:
+                raise ValueError("an assistant message needs content, tool_calls or refusal")
+        elif self.content is None:
+            raise ValueError(f"a {self.role} message needs content")
+        return self
+
+    def text(self) -> str:
+        """The message's text: the string content, or its text parts joined (images and audio count none)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content or [] if isinstance(part, TextPart))
+
+
+class FunctionDefinition(_Open):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Open):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class TextFormat(_Open):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(_Open):
+    type: Literal["json_object"]
+
+
+class JsonSchema(_Open):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
+
+
+class JsonSchemaFormat(_Open):
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
+ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
+
+
+class AssistantMessage(_Open):
+    """The message of one answer choice."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    annotations: list[dict[str, Any]] | None = None
+    audio: dict[str, Any] | None = None
