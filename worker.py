@@ -61,6 +61,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 sessions=session_factory(engine),
                 http=http,
                 upstream_keys=settings.upstream_keys(),
+                relay_token=settings.relay_token,
             )
             worker = build_worker(client, settings, activities)
             loop = asyncio.get_running_loop()

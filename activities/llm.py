@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -12,8 +14,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.providers import call_provider
+from activities.relay import Relay
+from domain.errors import DomainError
 from domain.pricing import cost_usd, resolve_price
-from schemas import errors
+from domain.routing import serving
 from schemas.calls import (
     CallModelInput,
     CallModelOutput,
@@ -32,7 +36,7 @@ from store import queries
 
 
 class LLMActivities:
-    """Holds what the activities need; built once in the worker. Secrets are read here, not from inputs."""
+    """Holds what the activities need, built once in the worker: secrets come in here, never in inputs."""
 
     def __init__(
         self,
@@ -41,12 +45,15 @@ class LLMActivities:
         sessions: async_sessionmaker[AsyncSession],
         http: httpx.AsyncClient,
         upstream_keys: Mapping[str, str],
+        relay_token: Callable[[str], str] | None = None,
     ) -> None:
         self._routes = routes
         self._sessions = sessions
         self._http = http
         self._upstream_keys = upstream_keys
         """Provider name -> API key, read from the environment once by the worker (`Settings.upstream_keys`)."""
+        self._relay_token = relay_token
+        """Signs a job's relay to the API replica streaming it (`Settings.relay_token`); None: no relay."""
 
     @activity.defn
     async def preflight(self, input: PreflightInput) -> PreflightOutput:
@@ -55,9 +62,13 @@ class LLMActivities:
         No I/O: lifecycle events wait in the workflow and are written with the job's next bookkeeping
         (postflight, or the park/fail flush), so a job that succeeds costs one database transaction.
         """
-        deployments = self._routes.routes.get(input.model)
-        if deployments is None:
-            raise ApplicationError(f"no route for model {input.model!r}", type=errors.UNKNOWN_MODEL, non_retryable=True)
+        try:
+            # Skips the deployments that cannot honour the request; none left is the job's error.
+            deployments = serving(
+                self._routes, input.model, kind=input.kind, params=input.params, messages=input.messages
+            )
+        except DomainError as err:
+            raise ApplicationError(err.message, type=err.code, non_retryable=True) from err
         plan = []
         for deployment in deployments:
             provider = self._routes.providers[deployment.provider]
@@ -70,6 +81,7 @@ class LLMActivities:
                     timeout_s=provider.timeout_s,
                     retry=provider.retry,
                     call=provider.call,
+                    type=deployment.type,
                 )
             )
         return PreflightOutput(deployments=plan)
@@ -77,16 +89,22 @@ class LLMActivities:
     @activity.defn
     async def call_model(self, input: CallModelInput) -> CallModelOutput:
         provider = self._routes.providers[input.deployment.provider]
-        attempt = activity.info().attempt
+        info = activity.info()
+        attempt = info.attempt
+        relay = self._relay(input, attempt)
         try:
-            output = await call_provider(
-                self._http,
-                provider,
-                input,
-                api_key=self._upstream_keys.get(input.deployment.provider),
-                heartbeat=activity.heartbeat,
-            )
+            async with _heartbeating(info.heartbeat_timeout):
+                output = await call_provider(
+                    self._http,
+                    provider,
+                    input,
+                    api_key=self._upstream_keys.get(input.deployment.provider),
+                    heartbeat=activity.heartbeat,
+                    on_chunk=relay.send if relay else None,
+                )
         except ApplicationError as err:
+            if relay:
+                await relay.close(completed=False)
             # History keeps only the last attempt's failure; carrying the attempt number lets the job
             # report how many calls a deployment took.
             raise ApplicationError(
@@ -96,7 +114,21 @@ class LLMActivities:
                 non_retryable=err.non_retryable,
                 next_retry_delay=err.next_retry_delay,
             ) from err
+        if relay:
+            await relay.close(completed=True)
         return output.model_copy(update={"attempt": attempt})
+
+    def _relay(self, input: CallModelInput, attempt: int) -> Relay | None:
+        if not input.relay_url or self._relay_token is None:
+            return None
+        return Relay(
+            self._http,
+            base_url=input.relay_url,
+            job_id=input.job_id,
+            token=self._relay_token(input.job_id),
+            call_seq=input.call_seq,
+            attempt=attempt,
+        )
 
     @activity.defn
     async def postflight(self, input: PostflightInput) -> PostflightOutput:
@@ -112,6 +144,9 @@ class LLMActivities:
                 model=input.deployment.model,
                 input_tokens=input.usage.input_tokens,
                 output_tokens=input.usage.output_tokens,
+                cached_input_tokens=input.usage.cached_input_tokens,
+                cache_write_input_tokens=input.usage.cache_write_input_tokens,
+                reasoning_tokens=input.usage.reasoning_tokens,
                 cost_usd=cost,
                 created_at=datetime.now(UTC),
             )
@@ -137,3 +172,23 @@ def _event_rows(job_id: str, tenant_id: str, events: list[JobEvent]) -> list[dic
         }
         for event in events
     ]
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating(every: timedelta | None) -> AsyncIterator[None]:
+    """Heartbeat while the call runs when the workflow gave it a heartbeat timeout (`every`; a streamed call),
+    so a slow first token is not taken for a dead worker."""
+    if not every:
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every.total_seconds() / 4)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()

@@ -10,7 +10,8 @@ from fastapi import FastAPI
 
 from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handlers
-from api.routes import admin, chat, health, jobs, traces
+from api.routes import admin, chat, embeddings, health, jobs, streams, traces
+from api.stream_hub import StreamHub
 from settings import Settings
 from store.engine import create_engine, session_factory
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Temporal is still coming up.
         app.state.temporal = None
         app.state.temporal_lock = asyncio.Lock()
+        app.state.stream_hub = StreamHub()
         try:
             yield
         finally:
@@ -40,8 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # The relay streams a whole answer as one body; it is authenticated by its token, not size-limited.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefix="/internal/relay/")
     install_error_handlers(app)
-    for module in (health, jobs, traces, chat, admin):
+    for module in (health, jobs, traces, streams, chat, embeddings, admin):
         app.include_router(module.router)
     return app

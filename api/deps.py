@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.auth import Principal, authenticate, bearer_token
+from api.stream_hub import StreamHub
 from client.connect import connect
 from schemas.routes import RoutesConfig
 from schemas.tenants import Role
@@ -18,6 +19,10 @@ from settings import Settings
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_hub(request: Request) -> StreamHub:
+    return request.app.state.stream_hub  # type: ignore[no-any-return]
 
 
 def get_routes(request: Request) -> RoutesConfig:
@@ -42,6 +47,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RoutesDep = Annotated[RoutesConfig, Depends(get_routes)]
+HubDep = Annotated[StreamHub, Depends(get_hub)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 

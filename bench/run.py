@@ -45,12 +45,15 @@ from bench.systems import (
     KINTSUGI_SYSTEMS,
     HarnessError,
     Target,
+    Upstream,
     app_target,
     dev_server,
     direct_target,
     kintsugi_database,
     start_upstream,
 )
+from bench.ttft import STREAM_MODEL, TtftResult, configure_upstream, measure_ttft
+from bench.ttft import table as ttft_table
 from ops.processes import ChildDied, ProcessGroup
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,6 +66,8 @@ class Measured:
     phases: list[Phase] = field(default_factory=list)
     histories: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     """One workflow history per system that runs workflows."""
+    ttft: list[TtftResult] = field(default_factory=list)
+    """Time to first token of the systems that stream (the baseline does not)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -76,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,10,50", help="concurrency levels (default 1,10,50)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"default {','.join(SYSTEMS)}")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
+    parser.add_argument(
+        "--ttft-requests", type=int, metavar="N", help="streamed requests timed per system (default 20; 0: none)"
+    )
     args = parser.parse_args(argv)
     args.latencies = [int(x) for x in args.latencies.split(",")]
     args.concurrency = [int(x) for x in args.concurrency.split(",")]
@@ -109,6 +117,15 @@ def bench(
     measured = Measured()
     upstreams = [start_upstream(group, latency_ms) for latency_ms in args.latencies]
 
+    ttft_n = args.ttft_requests if args.ttft_requests is not None else (5 if args.quick else 20)
+    if ttft_n:
+        configure_upstream(upstreams[0].url)
+
+    def time_first_tokens(target: Target, upstream: Upstream) -> None:
+        if ttft_n and upstream is upstreams[0] and target.system != "baseline":
+            model = STREAM_MODEL if target.system == "direct" else "bench-stream"
+            measured.ttft.append(measure_ttft(target.system, target.url, model, target.headers, n=ttft_n))
+
     def scenarios(target: Target, latency_ms: int) -> None:
         probe(target)
         for concurrency in args.concurrency:
@@ -121,6 +138,7 @@ def bench(
         if system == "direct":
             for upstream in upstreams:
                 scenarios(direct_target(upstream), upstream.latency_ms)
+                time_first_tokens(direct_target(upstream), upstream)
             continue
         system_dir = workdir / system
         with dev_server(group, system_dir) as server:
@@ -128,6 +146,7 @@ def bench(
             for upstream in upstreams:
                 with app_target(system, group, system_dir, server, upstream, database_url) as target:
                     scenarios(target, upstream.latency_ms)
+                    time_first_tokens(target, upstream)
             measured.histories[system] = history_of(system, server.address, measured.phases)
     return measured
 
@@ -164,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     checks = report.targets(measured.phases)
     print()
     print(report.summary(rows, checks, measured.histories))
+    if measured.ttft:
+        print()
+        print(ttft_table(measured.ttft))
     print(f"\nbench: done in {duration:.0f} s")
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "phases": rows,
         "targets": [check.to_json() for check in checks],
         "histories": measured.histories,
+        "ttft": [result.row() for result in measured.ttft],
     }
     args.output.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"bench: results in {args.output}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import WORKFLOW_ID_HEADER as BASELINE_ID_HEADER
+from bench.ttft import STREAM_MODEL
 from ops.devserver import DevServer, start_dev_server
 from ops.processes import Child, ProcessGroup
 from ops.waits import free_port, wait_http_ok
@@ -34,6 +35,8 @@ providers:
 routes:
   bench:
     - {{provider: upstream, model: {model}, price: {{input_per_mtok: 0.0, output_per_mtok: 0.0}}}}
+  bench-stream:
+    - {{provider: upstream, model: {stream_model}, price: {{input_per_mtok: 0.0, output_per_mtok: 0.0}}}}
 """
 
 
@@ -162,7 +165,9 @@ def kintsugi_app(
     call: str,
 ) -> Iterator[App]:
     routes_file = workdir / f"routes-{task_queue}.yaml"
-    routes_file.write_text(ROUTES_TEMPLATE.format(base_url=upstream_url, model=UPSTREAM_MODEL, call=call))
+    routes_file.write_text(
+        ROUTES_TEMPLATE.format(base_url=upstream_url, model=UPSTREAM_MODEL, stream_model=STREAM_MODEL, call=call)
+    )
     env = {
         **_base_env(),
         "KINTSUGI_ENV": "dev",
@@ -182,8 +187,10 @@ def _worker_and_api(
     group: ProcessGroup, name: str, worker_args: list[str], app_factory: str, ready_path: str, env: dict[str, str]
 ) -> Iterator[App]:
     """A system's worker and API processes, the same layout for the baseline and Kintsugi."""
-    worker = group.start(f"{name}-worker", [sys.executable, *worker_args], env=env)
     port = free_port()
+    # Kintsugi's API names its own address in streamed jobs so the worker can relay their tokens to it.
+    env = {**env, "KINTSUGI_API_PORT": str(port)}
+    worker = group.start(f"{name}-worker", [sys.executable, *worker_args], env=env)
     api = group.start(f"{name}-api", _uvicorn(app_factory, port), env=env)
     try:
         url = f"http://{HOST}:{port}"

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -49,8 +50,22 @@ def job_id_for(tenant_id: str, idempotency_key: str | None) -> str:
     return f"job_{digest[:32]}"
 
 
-async def start_job(client: Client, settings: Settings, *, tenant_id: str, request: JobCreate) -> JobHandle:
-    job_id = job_id_for(tenant_id, request.idempotency_key)
+async def start_job(
+    client: Client,
+    settings: Settings,
+    *,
+    tenant_id: str,
+    request: JobCreate,
+    job_id: str | None = None,
+    relay_url: str | None = None,
+) -> JobHandle:
+    """Start the job (or find the one its idempotency key started).
+
+    Args:
+        job_id: Chosen by the caller when it must know the id before the job runs (to watch its stream).
+        relay_url: The API replica that relays the answer live to a client (`JobInput.relay_url`).
+    """
+    job_id = job_id or job_id_for(tenant_id, request.idempotency_key)
     job_input = JobInput(
         tenant_id=tenant_id,
         model=request.model,
@@ -59,6 +74,9 @@ async def start_job(client: Client, settings: Settings, *, tenant_id: str, reque
         metadata=request.metadata,
         on_exhausted=request.on_exhausted,
         park_timeout_s=settings.park_timeout_s,
+        kind=request.kind,
+        embedding=request.embedding,
+        relay_url=relay_url,
     )
     try:
         return await client.start_workflow(
@@ -123,6 +141,12 @@ async def wait_for_job(handle: JobHandle, timeout_s: float) -> bool:
     return True
 
 
+async def job_history(handle: JobHandle) -> dict[str, Any]:
+    """The job's workflow history as JSON (`temporal workflow show -o json`), which traces are built from."""
+    history = await handle.fetch_history()
+    return history.to_json_dict()
+
+
 async def finished_state(handle: JobHandle, model: str) -> JobState:
     """The final state of a finished job, however it ended (waits for it to finish)."""
     try:
@@ -137,7 +161,12 @@ async def cancel_job(client: Client, tenant_id: str, job_id: str) -> Job:
     handle, description = await describe_job(client, tenant_id, job_id)
     if description.status != WorkflowExecutionStatus.RUNNING:
         raise JobFinished(job_id)
-    await handle.cancel()
+    try:
+        await handle.cancel()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:  # it finished since the description was read
+            raise JobFinished(job_id) from err
+        raise
     return await job_from(handle, description)
 
 
@@ -150,6 +179,10 @@ async def repair_job(client: Client, tenant_id: str, job_id: str, request: Repai
         await handle.execute_update(LLMJobWorkflow.repair, request)
     except WorkflowUpdateFailedError as err:
         raise JobNotParked(str(err.cause or err)) from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:  # it finished since the description was read
+            raise JobNotParked(f"job {job_id} has finished") from err
+        raise
     return await read_job(client, tenant_id, job_id)
 
 

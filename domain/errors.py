@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from schemas import errors
+
 
 class DomainError(Exception):
     """Base of every domain error; `code` is the stable machine-readable code a caller sees."""
@@ -63,3 +65,27 @@ class JobFinished(Conflict):
 
 class JobNotParked(Conflict):
     code = "job_not_parked"
+
+
+class UnsupportedParameter(InvalidRequest):
+    """No deployment of the route can honour a field of the request (`domain.capabilities`)."""
+
+    code = errors.UNSUPPORTED_PARAMETER
+
+    def __init__(self, model: str, refused: dict[str, list[str]]) -> None:
+        param = next(iter(refused.values()))[0]
+        each = "; ".join(f"{deployment}: {', '.join(fields)}" for deployment, fields in refused.items())
+        super().__init__(
+            f"no deployment of route {model!r} can honour {param!r} ({each})",
+            {"param": param, "deployments": refused},
+        )
+        self.param = param
+
+
+class ModelTypeMismatch(InvalidRequest):
+    """A chat request for an embedding route, or the reverse."""
+
+    code = errors.MODEL_TYPE_MISMATCH
+
+    def __init__(self, model: str, *, serves: str, asked: str) -> None:
+        super().__init__(f"route {model!r} serves {serves} requests, not {asked}", {"model": model, "serves": serves})

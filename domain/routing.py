@@ -1,12 +1,63 @@
-"""Route lookups that the API does before starting a job (the worker plans the route itself)."""
+"""Which deployments of a route can serve a request: the API checks it before starting a job, and the worker's
+preflight plans the route with it."""
 
 from __future__ import annotations
 
-from domain.errors import UnknownModel
-from schemas.routes import RoutesConfig
+from collections.abc import Sequence
+
+from domain.capabilities import unsupported
+from domain.errors import ModelTypeMismatch, UnknownModel, UnsupportedParameter
+from schemas.jobs import JobKind, JobParams
+from schemas.messages import ChatMessage
+from schemas.routes import DeploymentConfig, RoutesConfig
 
 
-def require_route(routes: RoutesConfig, model: str) -> None:
-    """Raise `UnknownModel` (listing the known aliases) unless `model` names a route."""
-    if model not in routes.routes:
+def require_route(
+    routes: RoutesConfig,
+    model: str,
+    *,
+    kind: JobKind | None = None,
+    params: JobParams | None = None,
+    messages: Sequence[ChatMessage] = (),
+) -> None:
+    """Raise unless `model` names a route that can serve the request.
+
+    Args:
+        kind: What the request asks for; None accepts a route of either type.
+        params, messages: A chat request's parameters and messages: some deployment of the route must be able
+            to honour every one of them.
+
+    Raises:
+        UnknownModel: No route of that name (the known aliases listed).
+        ModelTypeMismatch: The route serves the other kind of request.
+        UnsupportedParameter: No deployment of the route can honour a field; the first refused is named.
+    """
+    if kind is None:
+        if model not in routes.routes:
+            raise UnknownModel(model, sorted(routes.routes))
+        return
+    serving(routes, model, kind=kind, params=params or JobParams(), messages=messages)
+
+
+def serving(
+    routes: RoutesConfig, model: str, *, kind: JobKind, params: JobParams, messages: Sequence[ChatMessage]
+) -> list[DeploymentConfig]:
+    """The deployments of route `model` that can serve the request, in route order (raises as `require_route`)."""
+    deployments = routes.routes.get(model)
+    if deployments is None:
         raise UnknownModel(model, sorted(routes.routes))
+    serves = deployments[0].type  # one type per route (`RoutesConfig` checks it)
+    if serves != kind:
+        raise ModelTypeMismatch(model, serves=serves, asked=kind)
+    if kind != "chat":
+        return list(deployments)
+    usable, refused = [], {}
+    for deployment in deployments:
+        fields = unsupported(routes.providers[deployment.provider].kind, params, messages)
+        if fields:
+            refused[f"{deployment.provider}/{deployment.model}"] = fields
+        else:
+            usable.append(deployment)
+    if not usable:
+        raise UnsupportedParameter(model, refused)
+    return usable

@@ -36,17 +36,19 @@ def delta_units(choices: list[dict[str, Any]]) -> int:
     return units
 
 
-def replay(result: JobResult, *, after: int = 0) -> list[StreamEvent]:
+def replay(result: JobResult, *, after: int = 0, with_logprobs: bool = True) -> list[StreamEvent]:
     """The finished answer as stream events, skipping the first `after` characters (a resumed stream).
 
     A fresh stream (`after == 0`) opens each choice with its role; every choice ends with its finish
-    reason (and logprobs), which carry no characters and so are always sent.
+    reason (and its logprobs, unless the live stream already carried them), which carry no characters and
+    so are always sent.
     """
     events: list[StreamEvent] = []
     offset = 0
     for choice in result.choices:
         if after == 0:
-            events.append(StreamEvent(0, [_delta(choice, {"role": "assistant", "content": ""})]))
+            # Its id is what was delivered before it (not 0): a client resuming from here must not get it again.
+            events.append(StreamEvent(offset, [_delta(choice, {"role": "assistant", "content": ""})]))
         for piece in _pieces(choice):
             units = delta_units([{"delta": piece}])
             start, offset = offset, offset + units
@@ -54,7 +56,7 @@ def replay(result: JobResult, *, after: int = 0) -> list[StreamEvent]:
                 continue
             events.append(StreamEvent(offset, [_delta(choice, _tail(piece, after - start))]))
         closing = {"index": choice.index, "delta": {}, "finish_reason": choice.finish_reason}
-        if choice.logprobs is not None:
+        if with_logprobs and choice.logprobs is not None:
             closing["logprobs"] = choice.logprobs
         events.append(StreamEvent(offset, [closing]))
     return events

@@ -8,9 +8,10 @@ from typing import Any
 from pydantic import BaseModel, model_validator
 
 from schemas.contracts import EventType
-from schemas.jobs import JobParams, JobResult, Usage
+from schemas.embeddings import EmbeddingInput
+from schemas.jobs import JobKind, JobParams, JobResult, Usage
 from schemas.messages import ChatMessage
-from schemas.routes import CallMode, RetryConfig
+from schemas.routes import CallMode, DeploymentType, RetryConfig
 
 
 class ResolvedPrice(BaseModel):
@@ -30,6 +31,7 @@ class PlannedDeployment(BaseModel):
     timeout_s: float
     retry: RetryConfig
     call: CallMode = "activity"
+    type: DeploymentType = "chat"
 
 
 class JobEvent(BaseModel):
@@ -46,6 +48,10 @@ class PreflightInput(BaseModel):
     job_id: str
     tenant_id: str
     model: str
+    kind: JobKind = "chat"
+    params: JobParams = JobParams()
+    messages: list[ChatMessage] = []
+    """With `params`, what the plan's deployments must be able to honour (`domain.capabilities`)."""
 
 
 class PreflightOutput(BaseModel):
@@ -59,6 +65,10 @@ class CallModelInput(BaseModel):
     deployment: PlannedDeployment
     messages: list[ChatMessage]
     params: JobParams
+    embedding: EmbeddingInput | None = None
+    """Set for an embedding job (`JobInput.embedding`): the call embeds it instead of chatting."""
+    relay_url: str | None = None
+    """Stream the answer's chunks to this API replica as they arrive (`JobInput.relay_url`)."""
 
 
 class CallModelOutput(BaseModel):

@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
+from schemas.embeddings import Embedding, EmbeddingInput
 from schemas.messages import AssistantMessage, ChatMessage, ResponseFormat, Tool, ToolCall
+from schemas.routes import DeploymentType
 
 JobStatus = Literal["queued", "running", "parked", "succeeded", "failed", "cancelled"]
 OnExhausted = Literal["fail", "park"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+JobKind = DeploymentType
+"""What a job asks for: a chat completion or embeddings; only a route of deployments of that type serves it."""
 
 
 class JobParams(BaseModel):
@@ -58,6 +62,7 @@ class JobParams(BaseModel):
 
 class Usage(BaseModel):
     input_tokens: int = Field(ge=0)
+    """Every input token, cached or not, as OpenAI counts them (Anthropic's three counts summed)."""
     output_tokens: int = Field(ge=0)
     cached_input_tokens: int = Field(default=0, ge=0)
     """Input tokens served from the provider's prompt cache (OpenAI `cached_tokens`, Anthropic cache reads)."""
@@ -74,12 +79,23 @@ class Choice(BaseModel):
     """As the provider gave it (`stop`, `length`, `tool_calls`, `content_filter`, ...)."""
     logprobs: dict[str, Any] | None = None
 
+    @field_validator("finish_reason", mode="before")
+    @classmethod
+    def _finished(cls, value: Any) -> Any:
+        # Some OpenAI-compatible servers leave it null on a complete answer: that answer did stop.
+        return "stop" if value is None else value
+
 
 class JobResult(BaseModel):
     """The answer, whole: every choice (`n`), with tool calls, refusals, annotations and logprobs."""
 
-    choices: list[Choice]
+    choices: list[Choice] = []
+    """Empty for an embedding job."""
     system_fingerprint: str | None = None
+    service_tier: str | None = None
+    """The tier that served the answer, as the provider reported it (OpenAI's `service_tier`)."""
+    embeddings: list[Embedding] | None = None
+    """An embedding job's vectors, one per input in order."""
 
     @model_validator(mode="before")
     @classmethod
@@ -95,21 +111,40 @@ class JobResult(BaseModel):
         """A one-choice answer of plain text."""
         return cls(choices=[Choice(message=AssistantMessage(content=content), finish_reason=finish_reason)])
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def content(self) -> str | None:
-        """The first choice's text, for readers of the job API that want just the answer."""
+        """The first choice's text."""
         return self.choices[0].message.content if self.choices else None
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def finish_reason(self) -> str | None:
         return self.choices[0].finish_reason if self.choices else None
 
-    @computed_field  # type: ignore[prop-decorator]
     @property
     def tool_calls(self) -> list[ToolCall] | None:
         return self.choices[0].message.tool_calls if self.choices else None
+
+
+class JobResultView(JobResult):
+    """A job's answer as the job API shows it: the first choice's text, finish reason and tool calls at the
+    top too, for readers that want just the answer (kept out of workflow payloads, where they are copies)."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    @computed_field(alias="content")  # type: ignore[prop-decorator]
+    @property
+    def content_(self) -> str | None:
+        return self.content
+
+    @computed_field(alias="finish_reason")  # type: ignore[prop-decorator]
+    @property
+    def finish_reason_(self) -> str | None:
+        return self.finish_reason
+
+    @computed_field(alias="tool_calls")  # type: ignore[prop-decorator]
+    @property
+    def tool_calls_(self) -> list[ToolCall] | None:
+        return self.tool_calls
 
 
 class JobError(BaseModel):
@@ -132,6 +167,12 @@ class JobInput(BaseModel):
     metadata: dict[str, str] = {}
     on_exhausted: OnExhausted = "fail"
     park_timeout_s: float = Field(gt=0)
+    kind: JobKind = "chat"
+    embedding: EmbeddingInput | None = None
+    """What an embedding job embeds (`kind: embedding`; its `messages` are empty)."""
+    relay_url: str | None = None
+    """Where the worker streams the answer's chunks as they arrive: the API replica holding the client's
+    connection (`POST {relay_url}/internal/relay/{job_id}`). None when nobody is listening live."""
 
 
 class JobState(BaseModel):
@@ -171,11 +212,42 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    messages: list[ChatMessage] = Field(default=[], max_length=1000)
     params: JobParams = JobParams()
     metadata: dict[str, str] = Field(default={}, max_length=50)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     on_exhausted: OnExhausted = "fail"
+    kind: JobKind = "chat"
+    embedding: EmbeddingInput | None = None
+    """What to embed, for `kind: embedding` (OpenAI's embeddings request without `model`)."""
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    """Shorthand for `params.tools`: the job carries them there; give them in one place or the other."""
+    response_format: ResponseFormat | None = None
+    """Shorthand for `params.response_format`, like `tools`."""
+
+    @model_validator(mode="after")
+    def _lift_into_params(self) -> JobCreate:
+        lifted = {name: getattr(self, name) for name in ("tools", "response_format") if getattr(self, name) is not None}
+        for name in lifted:
+            if getattr(self.params, name) is not None:
+                raise ValueError(f"{name}: give it at the top level or in params, not both")
+        if lifted:
+            self.params = self.params.model_copy(update=lifted)
+        return self
+
+    @model_validator(mode="after")
+    def _asks_for_one_thing(self) -> JobCreate:
+        if self.kind == "chat":
+            if not self.messages:
+                raise ValueError("messages: a chat job needs at least one message")
+            if self.embedding is not None:
+                raise ValueError("embedding: only for kind embedding")
+        else:
+            if self.embedding is None:
+                raise ValueError("embedding: required for kind embedding")
+            if self.messages:
+                raise ValueError("messages: an embedding job takes `embedding.input`, not messages")
+        return self
 
 
 class Job(JobState):
@@ -183,6 +255,7 @@ class Job(JobState):
 
     id: str
     created_at: datetime
+    result: JobResultView | None = None  # type: ignore[assignment]  # the same answer, with its summary
 
 
 class JobSummary(BaseModel):

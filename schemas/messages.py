@@ -9,15 +9,32 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
 class _Open(BaseModel):
-    """Keeps fields it does not declare, so they are forwarded rather than dropped."""
+    """Keeps fields it does not declare, so they are forwarded rather than dropped.
+
+    Serialized as sent: a declared field left unset is omitted rather than written as null, and one the app
+    set to null stays null (an assistant turn's `content: null`). Temporal's payloads are this JSON, so the
+    distinction survives the trip to the worker and the upstream gets the message the app wrote.
+    """
 
     model_config = ConfigDict(extra="allow")
+
+    # No return annotation: with one, pydantic would describe the serialized model by it (an opaque dict).
+    @model_serializer(mode="wrap")
+    def _as_sent(self, handler: SerializerFunctionWrapHandler):
+        data = handler(self)
+        if isinstance(data, dict):
+            fields = type(self).model_fields
+            for name in fields.keys() - self.model_fields_set:
+                for key in (name, fields[name].alias):
+                    if key is not None and data.get(key, ...) is None:
+                        del data[key]
+        return data
 
 
 class TextPart(_Open):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, field_serializer
 
 from schemas.jobs import Choice, JobParams, JobResult, Usage
-from schemas.messages import ChatMessage
+from schemas.messages import AssistantMessage, ChatMessage
 
 
 class StreamOptions(BaseModel):
@@ -59,14 +59,37 @@ class CompletionUsage(BaseModel):
         )
 
 
+class CompletionChoice(BaseModel):
+    """One choice as OpenAI writes it: `logprobs`, and the message's `content` and `refusal`, always present
+    (null when there are none); the message's other fields (`tool_calls`, `annotations`...) only when set."""
+
+    index: int
+    message: AssistantMessage
+    logprobs: dict[str, Any] | None
+    finish_reason: str
+
+    @classmethod
+    def of(cls, choice: Choice) -> CompletionChoice:
+        return cls(
+            index=choice.index, message=choice.message, logprobs=choice.logprobs, finish_reason=choice.finish_reason
+        )
+
+    # No return annotation: with one, pydantic would describe the message by it (an opaque dict).
+    @field_serializer("message", mode="wrap")
+    def _openai_message(self, message: AssistantMessage, handler: SerializerFunctionWrapHandler):
+        fields = {key: value for key, value in handler(message).items() if value is not None}
+        return {"role": "assistant", "content": message.content, "refusal": message.refusal, **fields}
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
-    choices: list[Choice]
+    choices: list[CompletionChoice]
     usage: CompletionUsage
     system_fingerprint: str | None = None
+    service_tier: str | None = None
 
     @classmethod
     def of(cls, job_id: str, created: int, model: str, result: JobResult, usage: Usage | None) -> ChatCompletion:
@@ -74,9 +97,10 @@ class ChatCompletion(BaseModel):
             id=job_id,
             created=created,
             model=model,
-            choices=result.choices,
+            choices=[CompletionChoice.of(choice) for choice in result.choices],
             usage=CompletionUsage.of(usage),
             system_fingerprint=result.system_fingerprint,
+            service_tier=result.service_tier,
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas.validation import describe
 
 CallMode = Literal["activity", "local"]
+DeploymentType = Literal["chat", "embedding"]
 
 
 class RoutesFileError(ValueError):
@@ -72,10 +73,16 @@ class AnthropicProvider(_ProviderBase):
     base_url: str = "https://api.anthropic.com"
     api_key_env: str | None = None
     api_version: str = "2023-06-01"
+    stream: bool = False
+    """Read the upstream answer as SSE events (each heartbeats the activity); always when a client streams."""
 
 
 ProviderConfig = Annotated[SimulatorProvider | OpenAIProvider | AnthropicProvider, Field(discriminator="kind")]
-PROVIDER_KINDS = ("simulator", "openai", "anthropic")
+PROVIDER_KINDS = tuple(
+    kind
+    for provider in (SimulatorProvider, OpenAIProvider, AnthropicProvider)
+    for kind in get_args(provider.model_fields["kind"].annotation)
+)
 
 
 class DeploymentConfig(BaseModel):
@@ -85,6 +92,8 @@ class DeploymentConfig(BaseModel):
     model: str
     price: Price | None = None
     """Overrides the catalogue price of `model`."""
+    type: DeploymentType = "chat"
+    """What the deployment serves: chat completions, or embeddings (`POST /v1/embeddings`)."""
 
 
 class RoutesConfig(BaseModel):
@@ -101,6 +110,11 @@ class RoutesConfig(BaseModel):
             for i, deployment in enumerate(deployments):
                 if deployment.provider not in self.providers:
                     raise ValueError(f"routes.{alias}[{i}].provider: unknown provider {deployment.provider!r}")
+                # A reroute moves a job along its route, so every step must serve the same kind of request.
+                if deployment.type != deployments[0].type:
+                    raise ValueError(f"routes.{alias}[{i}].type: a route's deployments share one type")
+                if deployment.type == "embedding" and self.providers[deployment.provider].kind == "anthropic":
+                    raise ValueError(f"routes.{alias}[{i}].type: an anthropic provider serves no embeddings")
         return self
 
 

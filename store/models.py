@@ -88,7 +88,14 @@ class ModelCostLog(SQLModel, table=True):
     provider: str = Field(max_length=100)
     model: str = Field(max_length=200)
     input_tokens: int
+    """Every input token, cached or not."""
     output_tokens: int
+    cached_input_tokens: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """Of `input_tokens`, those read from the provider's prompt cache."""
+    cache_write_input_tokens: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """Of `input_tokens`, those written to the provider's prompt cache (Anthropic bills them apart)."""
+    reasoning_tokens: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """Of `output_tokens`, those spent on reasoning."""
     cost_usd: float
     created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
 

@@ -11,17 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import openai
 import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from temporalio.client import Client
 
 from client.connect import connect
 from ops.devserver import start_dev_server
 from ops.processes import ProcessGroup
 from settings import Settings
-from store.engine import normalize_url
+from store.engine import AsyncSession, create_engine, normalize_url, session_factory
 from store.migrate import upgrade
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.harness import UPSTREAM_KEY_ENV, Harness, KintsugiFactory, running_kintsugi
+from tests.support.sdk import openai_sdk
 
 PG_ADMIN_DSN = os.environ.get("KINTSUGI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGRES = os.environ.get("KINTSUGI_TEST_REQUIRE_POSTGRES") == "1"
@@ -104,6 +107,16 @@ async def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+async def sqlite_sessions(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a migrated SQLite file of the test's own, for code that talks to the store directly."""
+    engine = create_engine(sqlite_url)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
 def make_kintsugi(tmp_path: Path, temporal: Client, temporal_address: str, upstream: FakeUpstream) -> KintsugiFactory:
     """`make_kintsugi(database_url, **settings_overrides)`: a Kintsugi of the test's own, with options."""
 
@@ -132,3 +145,10 @@ async def kintsugi_db(make_kintsugi: KintsugiFactory, migrated_db_url: str) -> A
     """Kintsugi on each database dialect: for API and store behaviour."""
     async with make_kintsugi(migrated_db_url) as harness:
         yield harness
+
+
+@pytest.fixture
+async def sdk(kintsugi: Harness) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official OpenAI SDK against `kintsugi` served over real HTTP."""
+    async with openai_sdk(kintsugi) as client:
+        yield client

@@ -43,6 +43,8 @@ T = TypeVar("T")
 LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
 LOCAL_ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 """Bookkeeping (route plan, cost and event rows) retries until the database answers: a blip delays a job."""
+RELAY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+"""How soon a streamed call whose worker died is retried elsewhere."""
 NON_RETRYABLE = sorted(errors.REQUEST_ERRORS | errors.DEPLOYMENT_ERRORS | {errors.UNKNOWN_MODEL})
 
 
@@ -122,7 +124,14 @@ class LLMJobWorkflow:
             return await _cancellable(
                 workflow.execute_local_activity_method(
                     LLMActivities.preflight,
-                    PreflightInput(job_id=workflow.info().workflow_id, tenant_id=self._input.tenant_id, model=model),
+                    PreflightInput(
+                        job_id=workflow.info().workflow_id,
+                        tenant_id=self._input.tenant_id,
+                        model=model,
+                        kind=self._input.kind,
+                        params=self._input.params,
+                        messages=self._input.messages,
+                    ),
                     start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
                     retry_policy=LOCAL_ACTIVITY_RETRY,
                 )
@@ -156,6 +165,8 @@ class LLMJobWorkflow:
             deployment=deployment,
             messages=self._input.messages,
             params=self._input.params,
+            embedding=self._input.embedding,
+            relay_url=self._input.relay_url,
         )
         options: dict[str, Any] = {
             "start_to_close_timeout": timedelta(seconds=deployment.timeout_s),
@@ -164,6 +175,10 @@ class LLMJobWorkflow:
             "activity_id": call_activity_id(self._call_seq),
             "summary": deployment_summary(deployment.provider, deployment.model),
         }
+        if self._input.relay_url and deployment.call == "activity":
+            # Someone is watching this call live: a worker that dies mid-stream is noticed in seconds (the
+            # activity heartbeats while it runs), not after the whole start-to-close timeout.
+            options["heartbeat_timeout"] = RELAY_HEARTBEAT_TIMEOUT
         if deployment.call == "local":
             return await workflow.execute_local_activity_method(LLMActivities.call_model, call, **options)
         return await workflow.execute_activity_method(LLMActivities.call_model, call, **options)

@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 import httpx
 
-from activities.providers import anthropic, openai, simulator
+from activities.providers import anthropic, embeddings, openai, simulator
 from activities.providers.sink import ChunkSink
 from schemas.calls import CallModelInput, CallModelOutput
+from schemas.embeddings import EmbeddingInput
+from schemas.jobs import JobResult, Usage
 from schemas.routes import AnthropicProvider, OpenAIProvider, ProviderConfig, SimulatorProvider
 
 __all__ = ["call_provider"]
@@ -49,12 +51,16 @@ async def call_provider(
             are set for Temporal's RetryPolicy.
     """
     started = time.perf_counter()
-    if isinstance(provider, OpenAIProvider):
+    if call.embedding is not None:
+        answer, usage = await _embed(http, provider, call, call.embedding, api_key=api_key)
+    elif isinstance(provider, OpenAIProvider):
         answer, usage = await openai.complete(
             http, provider, call, api_key=api_key, heartbeat=heartbeat, on_chunk=on_chunk
         )
     elif isinstance(provider, AnthropicProvider):
-        answer, usage = await anthropic.complete(http, provider, call, api_key=api_key)
+        answer, usage = await anthropic.complete(
+            http, provider, call, api_key=api_key, heartbeat=heartbeat, on_chunk=on_chunk
+        )
     elif isinstance(provider, SimulatorProvider):
         answer, usage = await simulator.complete(provider, call)
     else:
@@ -64,3 +70,18 @@ async def call_provider(
         usage=usage,
         latency_ms=(time.perf_counter() - started) * 1000,
     )
+
+
+async def _embed(
+    http: httpx.AsyncClient,
+    provider: ProviderConfig,
+    call: CallModelInput,
+    embedding: EmbeddingInput,
+    *,
+    api_key: str | None,
+) -> tuple[JobResult, Usage]:
+    if isinstance(provider, OpenAIProvider):
+        return await embeddings.embed(http, provider, call, embedding, api_key=api_key)
+    if isinstance(provider, SimulatorProvider):
+        return await simulator.embed(provider, call, embedding)
+    raise TypeError(f"a {provider.kind} provider serves no embeddings")  # the routes file refuses such a route

@@ -14,7 +14,8 @@ import httpx
 from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
-from activities.providers.errors import bad_response, status_error, transport_error
+from activities.providers.errors import bad_response
+from activities.providers.exchange import exchange
 from activities.providers.sink import ChunkSink
 from domain.answers import AnswerBuilder, read_usage
 from schemas.calls import CallModelInput
@@ -29,7 +30,8 @@ def request_body(call: CallModelInput, *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         **call.params.declared(),
         "model": call.deployment.model,
-        "messages": [m.model_dump(mode="json", exclude_none=True, by_alias=True) for m in call.messages],
+        # As the app wrote them: an assistant turn's `content: null` stays null (see `schemas.messages._Open`).
+        "messages": [m.model_dump(mode="json", by_alias=True) for m in call.messages],
     }
     if stream:
         body["stream"] = True
@@ -56,26 +58,24 @@ async def complete(
         headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
         timeout=httpx.Timeout(provider.timeout_s),
     )
-    try:
-        response = await http.send(request, stream=stream)
-        try:
-            if not response.is_success:
-                await response.aread()
-                raise status_error(where, response)
-            if stream:
-                return await _read_stream(where, response, heartbeat, on_chunk)
-            return _read_body(where, response)
-        finally:
-            await response.aclose()
-    except httpx.RequestError as err:
-        raise transport_error(where, err) from err
+
+    async def read(response: httpx.Response) -> Completion:
+        if stream:
+            return await _read_stream(where, response, heartbeat, on_chunk)
+        return _read_body(where, response)
+
+    return await exchange(http, request, where, stream=stream, read=read)
 
 
 def _read_body(where: str, response: httpx.Response) -> Completion:
     try:
         body = response.json()
         answer = JobResult.model_validate(
-            {"choices": body["choices"], "system_fingerprint": body.get("system_fingerprint")}
+            {
+                "choices": body["choices"],
+                "system_fingerprint": body.get("system_fingerprint"),
+                "service_tier": body.get("service_tier"),
+            }
         )
     except (ValueError, KeyError, TypeError, ValidationError) as err:
         raise bad_response(where, f"{type(err).__name__}: {err}; body: {response.text[:500]}") from err

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import math
 import random
+import struct
 
 from temporalio.exceptions import ApplicationError
 
 from schemas.calls import CallModelInput
+from schemas.embeddings import Embedding, EmbeddingInput, encode_vector
 from schemas.errors import UPSTREAM_ERROR
-from schemas.jobs import JobResult, Usage
+from schemas.jobs import Choice, JobResult, Usage
+from schemas.messages import AssistantMessage
 from schemas.routes import SimulatorProvider
 
 _ECHO_CHARS = 200
+DEFAULT_DIMENSIONS = 64
+"""The length of a simulated vector when the request sets no `dimensions`."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -20,17 +27,50 @@ def estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-async def complete(provider: SimulatorProvider, call: CallModelInput) -> tuple[JobResult, Usage]:
+async def _answer_after_latency(provider: SimulatorProvider, call: CallModelInput) -> None:
     await asyncio.sleep(provider.latency_ms / 1000)
     if provider.fail_rate and random.random() < provider.fail_rate:
         raise ApplicationError(
             f"{call.deployment.provider}/{call.deployment.model}: simulated failure", type=UPSTREAM_ERROR
         )
+
+
+async def complete(provider: SimulatorProvider, call: CallModelInput) -> tuple[JobResult, Usage]:
+    await _answer_after_latency(provider, call)
     users = [m for m in call.messages if m.role == "user"] or call.messages
     echo = users[-1].text()[:_ECHO_CHARS] if users else ""
     content = f"[simulated] {echo}"
     prompt = "".join(m.text() for m in call.messages)
+    n = call.params.n or 1
+    choices = [Choice(index=i, message=AssistantMessage(content=content), finish_reason="stop") for i in range(n)]
     return (
-        JobResult.from_text(content),
-        Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(content)),
+        JobResult(choices=choices),
+        Usage(input_tokens=estimate_tokens(prompt), output_tokens=n * estimate_tokens(content)),
     )
+
+
+async def embed(
+    provider: SimulatorProvider, call: CallModelInput, embedding: EmbeddingInput
+) -> tuple[JobResult, Usage]:
+    """A unit vector per input, the same for the same model, text and `dimensions` on every run."""
+    await _answer_after_latency(provider, call)
+    texts = embedding.texts()
+    dimensions = embedding.dimensions or DEFAULT_DIMENSIONS
+    vectors = [
+        Embedding(index=i, embedding=encode_vector(vector(f"{call.deployment.model}\x00{text}", dimensions)))
+        for i, text in enumerate(texts)
+    ]
+    return JobResult(embeddings=vectors), Usage(input_tokens=sum(estimate_tokens(t) for t in texts), output_tokens=0)
+
+
+def vector(seed: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector drawn from `seed`'s hash (blake2b in counter mode, 16 values a block)."""
+    values: list[float] = []
+    block = 0
+    while len(values) < dimensions:
+        digest = hashlib.blake2b(f"{block}:{seed}".encode()).digest()
+        values.extend(x / 2**31 - 1.0 for x in struct.unpack("<16I", digest))
+        block += 1
+    values = values[:dimensions]
+    norm = math.sqrt(sum(x * x for x in values)) or 1.0
+    return [x / norm for x in values]

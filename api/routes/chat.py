@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
+import time
 from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from temporalio.client import Client
 
-from api.deps import AppDep, RoutesDep, SettingsDep, TemporalDep, ViewerDep
+from api.deps import AppDep, HubDep, RoutesDep, SettingsDep, TemporalDep, ViewerDep
 from api.errors import ApiError
+from api.job_answers import answer_or_error, wait_finished
+from api.sse import StreamTarget, answer_events, first_news
+from api.stream_hub import StreamHub
 from client import job_client
 from domain.routing import require_route
-from domain.streaming import replay
-from schemas import errors
-from schemas.jobs import JobCreate, JobResult, JobState
-from schemas.openai import ChatCompletion, ChatCompletionRequest, CompletionUsage, ModelCard, ModelList, chunk
+from schemas.jobs import JobCreate, JobState
+from schemas.openai import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
 from schemas.validation import describe
+from settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-_UPSTREAM_STATUS = {
-    errors.BAD_REQUEST: 400,
-    errors.CONTEXT_LENGTH_EXCEEDED: 400,
-    errors.UNKNOWN_MODEL: 404,
-    errors.CANCELLED: 409,
-}
 
 
 @router.get("/models", response_model=ModelList)
@@ -41,40 +37,36 @@ async def get_model(model_id: str, principal: ViewerDep, routes: RoutesDep) -> M
     return ModelCard(id=model_id)
 
 
-@router.post("/chat/completions", response_model=ChatCompletion, response_model_exclude_none=True)
+@router.post("/chat/completions", response_model=ChatCompletion)
 async def chat_completions(
     body: ChatCompletionRequest,
     principal: AppDep,
     temporal: TemporalDep,
     settings: SettingsDep,
     routes: RoutesDep,
+    hub: HubDep,
     response: Response,
 ) -> Any:
-    require_route(routes, body.model)
+    require_route(routes, body.model, kind="chat", params=body, messages=body.messages)
     try:
         job_request = JobCreate(
             model=body.model, messages=body.messages, params=body.job_params(), metadata=body.metadata or {}
         )
     except ValidationError as err:  # OpenAI's schema allows what a job does not (e.g. 60 metadata keys)
         raise ApiError(422, "validation_error", describe(err.errors()[0])) from err
+    if body.stream and settings.stream_relay:
+        return await _stream_live(body, job_request, principal.tenant_id, temporal, settings, hub)
     handle = await job_client.start_job(temporal, settings, tenant_id=principal.tenant_id, request=job_request)
-    try:
-        state = await asyncio.wait_for(job_client.finished_state(handle, body.model), settings.chat_timeout_s)
-    except TimeoutError as err:
-        raise ApiError(
-            504, "job_timeout", f"job {handle.id} is still running; read it at /v1/jobs/{handle.id}"
-        ) from err
-    result = state.result
-    if state.error is not None or result is None:
-        error = state.error
-        code, message = (error.code, error.message) if error else (errors.UPSTREAM_ERROR, "no result")
-        raise ApiError(_UPSTREAM_STATUS.get(code, 502), code, f"{message} (job {handle.id})")
+    state = await wait_finished(handle, body.model, settings.chat_timeout_s)
+    result = answer_or_error(handle.id, state)
     created = int(state.finished_at.timestamp() if state.finished_at else 0)
     headers = {"X-Kintsugi-Job-Id": handle.id}
-    if body.stream:
+    if body.stream:  # the relay is off: the finished answer, streamed
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        finished: asyncio.Future[JobState] = asyncio.get_running_loop().create_future()
+        finished.set_result(state)
         return StreamingResponse(
-            _sse(handle.id, created, body.model, result, state, include_usage),
+            answer_events(hub, StreamTarget(handle.id, body.model, created, include_usage), finished),
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
@@ -82,13 +74,33 @@ async def chat_completions(
     return ChatCompletion.of(handle.id, created, body.model, result, state.usage)
 
 
-async def _sse(
-    job_id: str, created: int, model: str, result: JobResult, state: JobState, include_usage: bool
-) -> AsyncIterator[str]:
-    """The finished answer as OpenAI's chunk stream (role, content, tool calls, finish, usage, [DONE])."""
-    for event in replay(result):
-        body = chunk(job_id, created, model, event.choices, system_fingerprint=result.system_fingerprint)
-        yield f"id: {event.offset}\ndata: {json.dumps(body)}\n\n"
-    if include_usage:
-        yield f"data: {json.dumps(chunk(job_id, created, model, [], usage=CompletionUsage.of(state.usage)))}\n\n"
-    yield "data: [DONE]\n\n"
+async def _stream_live(
+    body: ChatCompletionRequest,
+    job_request: JobCreate,
+    tenant_id: str,
+    temporal: Client,
+    settings: Settings,
+    hub: StreamHub,
+) -> StreamingResponse:
+    """Start the job with this replica as its relay and answer with its chunks as the worker receives them.
+
+    The job is durable as ever: a client that leaves does not cancel it, and `GET /v1/jobs/{id}/stream`
+    resumes it. A job that fails before its first token is answered with an HTTP error, as without streaming.
+    """
+    job_id = job_client.job_id_for(tenant_id, None)
+    hub.watch(job_id)
+    handle = await job_client.start_job(
+        temporal, settings, tenant_id=tenant_id, request=job_request, job_id=job_id, relay_url=settings.relay_base_url
+    )
+    job = asyncio.ensure_future(job_client.finished_state(handle, body.model))
+    await first_news(hub, job_id, job)
+    if job.done() and not hub.delivered(job_id):
+        hub.release(job_id)
+        answer_or_error(job_id, job.result())
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    target = StreamTarget(job_id, body.model, int(time.time()), include_usage)
+    return StreamingResponse(
+        answer_events(hub, target, job),
+        media_type="text/event-stream",
+        headers={"X-Kintsugi-Job-Id": job_id, "Cache-Control": "no-cache"},
+    )

@@ -35,7 +35,7 @@ async def submit_job(
     response: Response,
     prefer: Annotated[str | None, Header()] = None,
 ) -> Job:
-    require_route(routes, body.model)
+    require_route(routes, body.model, kind=body.kind, params=body.params, messages=body.messages)
     handle = await job_client.start_job(temporal, settings, tenant_id=principal.tenant_id, request=body)
     wait_s = prefer_wait(prefer, settings.max_wait_s)
     if wait_s is not None:

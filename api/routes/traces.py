@@ -16,8 +16,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["traces"])
 @router.get("/{job_id}/trace", response_model=Trace)
 async def get_trace(job_id: str, principal: ViewerDep, temporal: TemporalDep, session: SessionDep) -> Trace:
     handle, _ = await job_client.describe_job(temporal, principal.tenant_id, job_id)
-    history = await handle.fetch_history()
-    trace = build_trace(job_id, history.to_json_dict())
+    trace = build_trace(job_id, await job_client.job_history(handle))
     async with session.begin():
         rows = await queries.cost_logs_for_job(session, job_id, principal.tenant_id)
     return attach_costs(trace, [BilledCall.model_validate(row, from_attributes=True) for row in rows])

@@ -14,7 +14,7 @@ from typing import Any
 
 from domain.traces import history as h
 from schemas import search_attributes as search_attrs
-from schemas.contracts import call_seq_of_activity_id, parse_deployment_summary
+from schemas.contracts import call_seq_of_activity_id, deployment_summary, parse_deployment_summary
 from schemas.jobs import JobStatus
 from schemas.traces import Span, SpanKind, SpanStatus
 
@@ -208,8 +208,8 @@ class SpanBuilder:
                 at,
                 status="ok",
                 end=at,
-                from_deployment="/".join(self._last_deployment),
-                to_deployment="/".join(here),
+                from_deployment=deployment_summary(*self._last_deployment),
+                to_deployment=deployment_summary(*here),
             )
         self._last_deployment = here
 

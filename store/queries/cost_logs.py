@@ -23,8 +23,13 @@ async def insert_cost_log(
     output_tokens: int,
     cost_usd: float,
     created_at: datetime,
+    cached_input_tokens: int = 0,
+    cache_write_input_tokens: int = 0,
+    reasoning_tokens: int = 0,
 ) -> bool:
     """Record one billed call; a second call with the same `idempotency_key` writes nothing.
+
+    The token details (`Usage`'s) are parts of `input_tokens` and `output_tokens`, kept for pricing them apart.
 
     Returns:
         True if the row was written, False if a row with this key already existed.
@@ -37,6 +42,9 @@ async def insert_cost_log(
         "model": model,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
+        "cached_input_tokens": cached_input_tokens,
+        "cache_write_input_tokens": cache_write_input_tokens,
+        "reasoning_tokens": reasoning_tokens,
         "cost_usd": cost_usd,
         "created_at": created_at,
     }

@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel import col, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -27,15 +26,17 @@ from schemas.calls import (
     RecordEventsInput,
     ResolvedPrice,
 )
+from schemas.contracts import event_key
 from schemas.failures import CallFailureDetails, read_details
 from schemas.jobs import ChatMessage, JobParams, Usage
 from schemas.routes import RetryConfig, RoutesConfig
-from store.engine import create_engine, session_factory
+from store import queries
 from store.models import EventLog, ModelCostLog
 from tests.support.common import HELLO
 from tests.support.fake_upstream import FakeUpstream
 
 HOLDER_KEY = "key-from-the-holder"
+TENANT = "t"
 PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
 
 
@@ -73,21 +74,11 @@ def routes(upstream: FakeUpstream, prefix: str, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(sqlite_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return session_factory(engine)
-
-
-@pytest.fixture
-async def activities(routes: RoutesConfig, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[LLMActivities]:
+async def activities(
+    routes: RoutesConfig, sqlite_sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[LLMActivities]:
     async with httpx.AsyncClient() as http:
-        yield LLMActivities(routes=routes, sessions=sessions, http=http, upstream_keys={"up": HOLDER_KEY})
+        yield LLMActivities(routes=routes, sessions=sqlite_sessions, http=http, upstream_keys={"up": HOLDER_KEY})
 
 
 def attempt(number: int) -> ActivityEnvironment:
@@ -121,19 +112,17 @@ def call_input(model: str) -> CallModelInput:
 def events(job_id: str, *types: str, first: int = 1) -> list[JobEvent]:
     """Events keyed as the workflow keys them (job, run, sequence), numbered from `first`."""
     at = datetime(2025, 1, 1, tzinfo=UTC)
-    return [JobEvent(key=f"{job_id}:run:{n}", type=t, at=at, data={"n": n}) for n, t in enumerate(types, first)]
+    return [JobEvent(key=event_key(job_id, "run", n), type=t, at=at, data={"n": n}) for n, t in enumerate(types, first)]
 
 
 async def cost_rows(sessions: async_sessionmaker[AsyncSession], job_id: str) -> list[ModelCostLog]:
     async with sessions() as session:
-        stmt = select(ModelCostLog).where(col(ModelCostLog.job_id) == job_id).order_by(col(ModelCostLog.id))
-        return list((await session.exec(stmt)).all())
+        return await queries.cost_logs_for_job(session, job_id, TENANT)
 
 
 async def event_rows(sessions: async_sessionmaker[AsyncSession], job_id: str) -> list[EventLog]:
     async with sessions() as session:
-        stmt = select(EventLog).where(col(EventLog.job_id) == job_id).order_by(col(EventLog.id))
-        return list((await session.exec(stmt)).all())
+        return await queries.events_for_job(session, job_id, TENANT)
 
 
 # --- preflight --------------------------------------------------------------------------------------------
@@ -143,7 +132,7 @@ async def test_preflight_plans_the_route_in_order_with_regions_and_prices(
     activities: LLMActivities, prefix: str
 ) -> None:
     plan = await ActivityEnvironment().run(
-        activities.preflight, PreflightInput(job_id="job-1", tenant_id="t", model="fast")
+        activities.preflight, PreflightInput(job_id="job-1", tenant_id=TENANT, model="fast")
     )
 
     assert [(d.provider, d.model, d.region, d.call) for d in plan.deployments] == [
@@ -167,7 +156,7 @@ async def test_preflight_plans_the_route_in_order_with_regions_and_prices(
 async def test_preflight_of_an_unknown_model_is_a_non_retryable_unknown_model(activities: LLMActivities) -> None:
     with pytest.raises(ApplicationError) as raised:
         await ActivityEnvironment().run(
-            activities.preflight, PreflightInput(job_id="job-1", tenant_id="t", model="nope")
+            activities.preflight, PreflightInput(job_id="job-1", tenant_id=TENANT, model="nope")
         )
 
     assert (raised.value.type, raised.value.non_retryable) == (errors.UNKNOWN_MODEL, True)
@@ -213,12 +202,12 @@ async def test_a_failed_call_carries_its_attempt_number(
 
 
 async def test_postflight_bills_once_and_writes_its_events_once_when_retried(
-    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession]
+    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     job_id = f"job-{uuid.uuid4().hex}"
     input = PostflightInput(
         job_id=job_id,
-        tenant_id="t",
+        tenant_id=TENANT,
         call_seq=2,
         deployment=planned("m"),
         usage=Usage(input_tokens=1000, output_tokens=500),
@@ -230,15 +219,15 @@ async def test_postflight_bills_once_and_writes_its_events_once_when_retried(
 
     # 1000 in x $1/M + 500 out x $2/M.
     assert first.cost_usd == second.cost_usd == pytest.approx(0.002)
-    [cost] = await cost_rows(sessions, job_id)
-    assert (cost.tenant_id, cost.provider, cost.model) == ("t", "up", "m")
+    [cost] = await cost_rows(sqlite_sessions, job_id)
+    assert (cost.tenant_id, cost.provider, cost.model) == (TENANT, "up", "m")
     assert (cost.input_tokens, cost.output_tokens, cost.cost_usd) == (1000, 500, pytest.approx(0.002))
-    written = await event_rows(sessions, job_id)
+    written = await event_rows(sqlite_sessions, job_id)
     assert [(e.type, e.payload) for e in written] == [("job.started", {"n": 1}), ("job.succeeded", {"n": 2})]
 
 
 async def test_postflight_bills_each_call_of_a_job(
-    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession]
+    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     job_id = f"job-{uuid.uuid4().hex}"
     for call_seq in (1, 2):
@@ -246,33 +235,33 @@ async def test_postflight_bills_each_call_of_a_job(
             activities.postflight,
             PostflightInput(
                 job_id=job_id,
-                tenant_id="t",
+                tenant_id=TENANT,
                 call_seq=call_seq,
                 deployment=planned("m"),
                 usage=Usage(input_tokens=1, output_tokens=1),
             ),
         )
 
-    assert len(await cost_rows(sessions, job_id)) == 2
+    assert len(await cost_rows(sqlite_sessions, job_id)) == 2
 
 
 async def test_record_events_is_idempotent(
-    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession]
+    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     job_id = f"job-{uuid.uuid4().hex}"
     parked = events(job_id, "job.started", "job.parked")
 
     await ActivityEnvironment().run(
-        activities.record_events, RecordEventsInput(job_id=job_id, tenant_id="t", events=parked)
+        activities.record_events, RecordEventsInput(job_id=job_id, tenant_id=TENANT, events=parked)
     )
     await ActivityEnvironment().run(
         activities.record_events,
-        RecordEventsInput(job_id=job_id, tenant_id="t", events=[*parked, *events(job_id, "job.failed", first=3)]),
+        RecordEventsInput(job_id=job_id, tenant_id=TENANT, events=[*parked, *events(job_id, "job.failed", first=3)]),
     )
 
-    written = await event_rows(sessions, job_id)
+    written = await event_rows(sqlite_sessions, job_id)
     assert [(e.event_key, e.type, e.tenant_id) for e in written] == [
-        (f"{job_id}:run:1", "job.started", "t"),
-        (f"{job_id}:run:2", "job.parked", "t"),
-        (f"{job_id}:run:3", "job.failed", "t"),
+        (event_key(job_id, "run", 1), "job.started", TENANT),
+        (event_key(job_id, "run", 2), "job.parked", TENANT),
+        (event_key(job_id, "run", 3), "job.failed", TENANT),
     ]

@@ -245,3 +245,14 @@ async def test_simulator_failure_is_retryable(http: httpx.AsyncClient) -> None:
     assert caught.value.type == UPSTREAM_ERROR
     assert not caught.value.non_retryable
     assert "simulated failure" in caught.value.message
+
+
+async def test_simulator_answers_every_choice_asked_for(http: httpx.AsyncClient) -> None:
+    provider = SimulatorProvider(kind="simulator", latency_ms=0)
+
+    one = await call_provider(http, provider, _call("sim-1"), api_key=None)
+    three = await call_provider(http, provider, _call("sim-1", params=JobParams(n=3)), api_key=None)
+
+    assert [c.index for c in three.answer.choices] == [0, 1, 2]
+    assert {c.message.content for c in three.answer.choices} == {"[simulated] hello there"}
+    assert three.usage.output_tokens == 3 * one.usage.output_tokens

@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app
-from domain.errors import JobFinished, UnknownModel
+from client.connect import TemporalUnavailable
+from domain.errors import InvalidCursor, JobFinished, UnknownModel
 from settings import Settings
 from tests.support.common import SHIPPED_ROUTES
 
@@ -35,7 +37,13 @@ async def app_http(sqlite_url: str) -> AsyncIterator[tuple[FastAPI, httpx.AsyncC
     [
         (IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")), 409, "conflict"),
         (OperationalError("SELECT 1", {}, Exception("connection refused")), 503, "database_unavailable"),
+        # How SQLAlchemy wraps asyncpg's "the database system is starting up" and its kin.
+        (DBAPIError("SELECT 1", {}, Exception("the database system is starting up")), 503, "database_unavailable"),
         (ProgrammingError("SELEC", {}, Exception("syntax error")), 500, "internal_error"),
+        (TemporalUnavailable("Temporal at 127.0.0.1:1: connection refused"), 503, "temporal_unavailable"),
+        (RPCError("unavailable", RPCStatusCode.UNAVAILABLE, b""), 503, "temporal_unavailable"),
+        (RPCError("bad query", RPCStatusCode.INVALID_ARGUMENT, b""), 500, "internal_error"),
+        (InvalidCursor(), 400, "invalid_cursor"),
         (UnknownModel("gpt-9", ["sim-1"]), 404, "unknown_model"),
         (JobFinished("job_1"), 409, "job_finished"),
     ],

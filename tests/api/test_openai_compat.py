@@ -3,34 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import openai
 import pytest
-import uvicorn
 
-from ops.waits import free_port
-from tests.support.harness import ADMIN_KEY, Harness
-
-
-@pytest.fixture
-async def sdk(kintsugi: Harness) -> AsyncIterator[openai.AsyncOpenAI]:
-    port = free_port()
-    # Same event loop as the test: the app's Temporal client belongs to it. The harness ran the lifespan.
-    server = uvicorn.Server(uvicorn.Config(kintsugi.app, port=port, lifespan="off", log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(250):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=ADMIN_KEY, max_retries=0)
-    try:
-        yield client
-    finally:
-        await client.close()
-        server.should_exit = True
-        await task
+from tests.support.harness import Harness
 
 
 async def test_plain_completion(sdk: openai.AsyncOpenAI, kintsugi: Harness) -> None:

@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from ops.processes import Child
-from tests.support.harness import Harness, KintsugiFactory
+from tests.support.harness import KintsugiFactory
 
 JOBS = 8
-
-
-@contextmanager
-def worker_process(harness: Harness, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    settings = harness.settings
-    env = {
-        **os.environ,
-        "KINTSUGI_ENV": "test",
-        "KINTSUGI_ADMIN_API_KEY": settings.admin_api_key,
-        "KINTSUGI_DATABASE_URL": settings.effective_database_url,
-        "KINTSUGI_TEMPORAL_ADDRESS": settings.temporal_address,
-        "KINTSUGI_TASK_QUEUE": settings.task_queue,
-        "KINTSUGI_ROUTES_FILE": str(settings.routes_file),
-    }
-    worker = Child.start("worker", [sys.executable, "-m", "worker"], output=log, env=env)
-    try:
-        yield worker.process
-    finally:
-        worker.stop()
 
 
 @pytest.mark.parametrize(
@@ -52,7 +27,7 @@ async def test_sigkilled_worker_loses_nothing_and_bills_once(
         slow = kintsugi.model("a")
         kintsugi.upstream.configure(slow, latency_ms=1500)
         log = tmp_path / "worker.log"
-        with worker_process(kintsugi, log) as first:
+        with kintsugi.worker_process(log) as first:
             jobs = [
                 (await kintsugi.submit({"model": route, "messages": [{"role": "user", "content": f"n{i}"}]})).json()
                 for i in range(JOBS)
@@ -65,7 +40,7 @@ async def test_sigkilled_worker_loses_nothing_and_bills_once(
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
 
-        with worker_process(kintsugi, log):
+        with kintsugi.worker_process(log):
             finished = [await kintsugi.wait_status(job["id"], "succeeded", "failed", timeout_s=60) for job in jobs]
 
         assert [job["status"] for job in finished] == ["succeeded"] * JOBS, log.read_text()

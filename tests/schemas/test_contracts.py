@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import get_args
-
 from schemas.contracts import (
-    EventType,
     call_activity_id,
     call_seq_of_activity_id,
     call_seq_of_cost_key,
@@ -38,15 +35,3 @@ def test_deployment_summary_keeps_slashes_in_model_names() -> None:
 def test_event_keys_differ_per_run_and_sequence() -> None:
     keys = {event_key("job", run, seq) for run in ("r1", "r2") for seq in (1, 2)}
     assert len(keys) == 4
-
-
-def test_event_types_are_the_job_lifecycle() -> None:
-    assert set(get_args(EventType)) == {
-        "job.started",
-        "job.rerouted",
-        "job.parked",
-        "job.repaired",
-        "job.succeeded",
-        "job.failed",
-        "job.cancelled",
-    }

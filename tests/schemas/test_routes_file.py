@@ -15,6 +15,7 @@ def test_shipped_routes_file_is_valid() -> None:
 
     assert routes.routes["fast"][0].provider == "local"
     assert routes.providers["sim"].kind == "simulator"
+    assert routes.routes["sim-embed"][0].type == "embedding"
 
 
 @pytest.mark.parametrize(
@@ -32,6 +33,16 @@ def test_shipped_routes_file_is_valid() -> None:
         ),
         ("providers: {p: {kind: simulator}}\nroutes: {fast: []}", "routes.fast: a route needs at least one deployment"),
         ("providers: [\n", "not valid YAML"),
+        (
+            "providers: {p: {kind: simulator}}\n"
+            "routes: {r: [{provider: p, model: a}, {provider: p, model: b, type: embedding}]}",
+            "routes.r[1].type: a route's deployments share one type",
+        ),
+        (
+            "providers: {c: {kind: anthropic}}\nroutes: {r: [{provider: c, model: a, type: embedding}]}",
+            "routes.r[0].type: an anthropic provider serves no embeddings",
+        ),
+        ("providers: {p: {kind: simulator}}\nroutes: {r: [{provider: p, model: a, type: audio}]}", "routes.r[0].type"),
     ],
 )
 def test_malformed_routes_file_names_the_file_and_entry(tmp_path: Path, text: str, message: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-import sqlalchemy as sa
+import sqlalchemy
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -52,7 +52,7 @@ async def test_upgrade_from_empty_creates_tables_and_default_tenant(db_url: str)
     engine = create_engine(db_url)
     try:
         async with engine.connect() as conn:
-            tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+            tables = await conn.run_sync(lambda c: set(sqlalchemy.inspect(c).get_table_names()))
         async with session_factory(engine)() as session:
             tenant = await queries.get_tenant(session, DEFAULT_TENANT_ID)
     finally:
@@ -68,8 +68,8 @@ async def test_upgrade_twice_is_a_no_op(engine: AsyncEngine, db_url: str) -> Non
     await asyncio.to_thread(upgrade, db_url)
 
     async with engine.connect() as conn:
-        versions = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars().all()
-        tenants = (await conn.execute(sa.text("SELECT id FROM tenants"))).scalars().all()
+        versions = (await conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))).scalars().all()
+        tenants = (await conn.execute(sqlalchemy.text("SELECT id FROM tenants"))).scalars().all()
     assert versions == [_head()]
     assert tenants == [DEFAULT_TENANT_ID]
 
@@ -77,7 +77,7 @@ async def test_upgrade_twice_is_a_no_op(engine: AsyncEngine, db_url: str) -> Non
 async def test_models_match_migrations(engine: AsyncEngine) -> None:
     """A model changed without a migration (or the reverse) shows up as an autogenerate diff."""
 
-    def diff(conn: sa.Connection) -> list[object]:
+    def diff(conn: sqlalchemy.Connection) -> list[object]:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         return list(compare_metadata(context, SQLModel.metadata))
 
@@ -88,12 +88,12 @@ async def test_models_match_migrations(engine: AsyncEngine) -> None:
 async def test_downgrade_to_base_and_upgrade_again(engine: AsyncEngine, db_url: str) -> None:
     await asyncio.to_thread(command.downgrade, alembic_config(db_url), "base")
     async with engine.connect() as conn:
-        tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+        tables = await conn.run_sync(lambda c: set(sqlalchemy.inspect(c).get_table_names()))
     assert not tables & TABLES
 
     await asyncio.to_thread(upgrade, db_url)
     async with engine.connect() as conn:
-        tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+        tables = await conn.run_sync(lambda c: set(sqlalchemy.inspect(c).get_table_names()))
     assert tables >= TABLES
 
 
@@ -170,7 +170,7 @@ async def test_api_key_is_found_by_plaintext_and_stored_hashed(
     async with sessions() as session:
         found = await queries.find_api_key(session, plaintext)
         missing = await queries.find_api_key(session, plaintext + "x")
-        stored = (await session.execute(sa.text("SELECT key_hash, prefix FROM api_keys"))).all()
+        stored = (await session.execute(sqlalchemy.text("SELECT key_hash, prefix FROM api_keys"))).all()
 
     assert plaintext.startswith("ks_")
     assert found is not None

@@ -16,7 +16,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -24,10 +23,18 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from tests.support.fake_anthropic import AnthropicBehavior, message_body, message_events
+from tests.support.fake_chat import ChatBehavior, answer_body, answer_stream
+from tests.support.fake_embeddings import embeddings_body
+
 
 @dataclass(frozen=True)
-class Behavior:
-    """What the server does with requests for one model; see `FakeUpstream.configure`."""
+class Behavior(ChatBehavior, AnthropicBehavior):
+    """What the server does with requests for one model; see `FakeUpstream.configure`.
+
+    The OpenAI chat endpoint's answer options (tool calls, refusals, usage details, spaced SSE chunks) are
+    the fields of `ChatBehavior` (`fake_chat.py`).
+    """
 
     fail_first: int = 0
     fail_always: bool = False
@@ -113,14 +120,6 @@ def _prompt_text(body: dict[str, Any]) -> str:
     return json.dumps(body.get("messages", "")) + str(body.get("system", ""))
 
 
-def _split(text: str) -> list[str]:
-    """The reply in up to three pieces, so a streaming client has to assemble it."""
-    if len(text) < 3:
-        return [text] if text else []
-    third = len(text) // 3
-    return [text[:third], text[third : 2 * third], text[2 * third :]]
-
-
 def build_app(control: Control) -> FastAPI:
     app = FastAPI(title="fake upstream")
 
@@ -152,33 +151,13 @@ def build_app(control: Control) -> FastAPI:
         if isinstance(admitted, Response):
             return admitted
         body, n, behavior = admitted
-        model = str(body["model"])
-        content = behavior.content if behavior.content is not None else f"echo: {_last_user_text(body.get('messages'))}"
-        usage = {"prompt_tokens": _tokens(_prompt_text(body)), "completion_tokens": _tokens(content)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         completion_id = f"chatcmpl-fake-{n}"
         if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                _sse(completion_id, model, content, usage if include_usage else None),
+                answer_stream(body, behavior, content=behavior.content, completion_id=completion_id),
                 media_type="text/event-stream",
             )
-        return JSONResponse(
-            {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": usage,
-            }
-        )
+        return JSONResponse(answer_body(body, behavior, content=behavior.content, completion_id=completion_id))
 
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:
@@ -186,19 +165,18 @@ def build_app(control: Control) -> FastAPI:
         if isinstance(admitted, Response):
             return admitted
         body, n, behavior = admitted
-        content = behavior.content if behavior.content is not None else f"echo: {_last_user_text(body.get('messages'))}"
-        return JSONResponse(
-            {
-                "id": f"msg_fake_{n}",
-                "type": "message",
-                "role": "assistant",
-                "model": body["model"],
-                "content": [{"type": "text", "text": content}],
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-                "usage": {"input_tokens": _tokens(_prompt_text(body)), "output_tokens": _tokens(content)},
-            }
-        )
+        content, message_id = behavior.content, f"msg_fake_{n}"
+        if body.get("stream"):
+            events = message_events(body, behavior, behavior, content=content, message_id=message_id)
+            return StreamingResponse(events, media_type="text/event-stream")
+        return JSONResponse(message_body(body, behavior, behavior, content=content, message_id=message_id))
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        admitted = await admit(request)
+        if isinstance(admitted, Response):
+            return admitted
+        return JSONResponse(embeddings_body(admitted[0]))
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -225,28 +203,6 @@ def build_app(control: Control) -> FastAPI:
         return {"calls": control.calls(model)}
 
     return app
-
-
-async def _sse(completion_id: str, model: str, content: str, usage: dict[str, int] | None) -> AsyncIterator[str]:
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
-        payload = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-            "choices": choices,
-            **extra,
-        }
-        return f"data: {json.dumps(payload)}\n\n"
-
-    yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-    for piece in _split(content):
-        yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
-        await asyncio.sleep(0)  # flush each piece separately
-    yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
-    if usage is not None:
-        yield chunk([], usage=usage)
-    yield "data: [DONE]\n\n"
 
 
 _ERROR_TYPES = {
@@ -326,6 +282,9 @@ class FakeUpstream:
         (sleep before answering: the failing requests if any are injected, else every request),
         `latency_ms` (delay of a success; the server-wide default otherwise), `content` (the reply;
         default `echo: <last user message>`), `malformed` (a 200 whose body is not JSON).
+        The chat endpoint's answer options: `chunks` and `chunk_delay_ms` (a streamed answer in that many
+        pieces, each after that pause), `tool_arguments`, `refusal`, `finish_reason`, `annotations`,
+        `cached_tokens`, `reasoning_tokens`, `system_fingerprint` (see `fake_chat.ChatBehavior`).
         """
         valid = {f.name for f in fields(Behavior)}
         if unknown := set(behavior) - valid:

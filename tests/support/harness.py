@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 import yaml
 from fastapi import FastAPI
 from sqlmodel import col, select
@@ -19,6 +23,8 @@ from temporalio.client import Client
 
 from activities.llm import LLMActivities
 from api.app import create_app
+from ops.processes import Child
+from ops.waits import free_port
 from settings import Settings
 from store.engine import create_engine, session_factory
 from store.models import EventLog, ModelCostLog
@@ -70,6 +76,9 @@ def test_routes(upstream_url: str, prefix: str) -> dict[str, Any]:
             "priced": [{**up, "model": "gpt-4o-mini"}],
             "claude": [{"provider": "claude", "model": f"{prefix}-a"}, {**up, "model": f"{prefix}-b"}],
             "sim-1": [{"provider": "sim", "model": "sim-1"}],
+            "claude-only": [{"provider": "claude", "model": f"{prefix}-a"}],
+            "embed": [{**up, "model": f"{prefix}-e", "type": "embedding"}],
+            "embed-sim": [{"provider": "sim", "model": "sim-embed", "type": "embedding"}],
         },
     }
 
@@ -96,6 +105,43 @@ class Harness:
         if wait is not None:
             all_headers["Prefer"] = f"wait={wait:g}"
         return await self.http.post("/v1/jobs", json=body, headers=all_headers)
+
+    @contextlib.contextmanager
+    def worker_process(self, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+        """`python -m worker` for this Kintsugi in a process of its own (to kill it), output in `log`."""
+        settings = self.settings
+        env = {
+            **os.environ,
+            "KINTSUGI_ENV": "test",
+            "KINTSUGI_ADMIN_API_KEY": settings.admin_api_key,
+            "KINTSUGI_DATABASE_URL": settings.effective_database_url,
+            "KINTSUGI_TEMPORAL_ADDRESS": settings.temporal_address,
+            "KINTSUGI_TASK_QUEUE": settings.task_queue,
+            "KINTSUGI_ROUTES_FILE": str(settings.routes_file),
+        }
+        worker = Child.start("worker", [sys.executable, "-m", "worker"], output=log, env=env)
+        try:
+            yield worker.process
+        finally:
+            worker.stop()
+
+    @contextlib.asynccontextmanager
+    async def serve_http(self) -> AsyncIterator[str]:
+        """The API over real HTTP on `settings.api_port` (where workers relay streamed answers); yields its
+        base URL. Runs on the test's event loop: the app's Temporal client belongs to it."""
+        config = uvicorn.Config(self.app, port=self.settings.api_port, lifespan="off", log_level="warning")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        for _ in range(250):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.02)
+        assert server.started, "uvicorn did not start"
+        try:
+            yield f"http://127.0.0.1:{self.settings.api_port}"
+        finally:
+            server.should_exit = True
+            await task
 
     async def cost_rows(self, job_id: str) -> list[ModelCostLog]:
         """The job's `model_cost_logs` rows, read straight from the database."""
@@ -159,6 +205,8 @@ async def running_kintsugi(
         task_queue=f"tq-{prefix}",
         routes_file=routes_file,
         data_dir=tmp_path,
+        # The port `serve_http` listens on; the relay of streamed answers points there.
+        api_port=free_port(),
         # Tests run workflows sandboxed, so non-determinism fails loudly.
         **{"workflow_sandbox": True, **overrides},
     )
@@ -172,6 +220,7 @@ async def running_kintsugi(
                 sessions=session_factory(engine),
                 http=http_client,
                 upstream_keys=settings.upstream_keys(),
+                relay_token=settings.relay_token,
             )
             await stack.enter_async_context(build_worker(temporal, settings, activities))
         await stack.enter_async_context(app.router.lifespan_context(app))

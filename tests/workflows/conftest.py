@@ -19,8 +19,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from schemas import search_attributes as sa
-from tests.workflows.fakes import FakeActivities, JobRig
+from schemas import search_attributes as search_attrs
+from tests.support.workflow_fakes import FakeActivities, JobRig
 from workflows.llm_job import LLMJobWorkflow
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
@@ -37,7 +37,9 @@ async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=env.client.namespace,
-                search_attributes={key.name: IndexedValueType.ValueType(int(key.indexed_value_type)) for key in sa.ALL},
+                search_attributes={
+                    key.name: IndexedValueType.ValueType(int(key.indexed_value_type)) for key in search_attrs.ALL
+                },
             )
         )
         yield env

@@ -7,6 +7,7 @@ import asyncio
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
+from schemas.contracts import call_activity_id
 from schemas.failures import CallFailureDetails
 from schemas.routes import RetryConfig
 from workflows.failures import attempts_spent, is_cancellation, job_error, unwrap
@@ -21,7 +22,7 @@ def activity_error(cause: BaseException, retry_state: RetryState | None) -> Acti
         started_event_id=6,
         identity="worker",
         activity_type="call_model",
-        activity_id="call-1",
+        activity_id=call_activity_id(1),
         retry_state=retry_state,
     )
     err.__cause__ = cause
@@ -32,7 +33,7 @@ def timeout() -> ActivityTimeoutError:
     return ActivityTimeoutError("timed out", type=TimeoutType.START_TO_CLOSE, last_heartbeat_details=[])
 
 
-def test_unwrap_reads_an_activity_failure_and_a_bare_local_one() -> None:
+def test_unwrap_reads_the_cause_and_retry_state_of_a_wrapped_failure_or_a_bare_one() -> None:
     cause = ApplicationError("500", type="upstream_error")
 
     assert unwrap(activity_error(cause, RetryState.MAXIMUM_ATTEMPTS_REACHED)) == (

@@ -13,10 +13,10 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from schemas import errors
-from schemas import search_attributes as sa
+from schemas import search_attributes as search_attrs
 from schemas.jobs import DeploymentRef, RepairInput, RepairOutput
 from schemas.routes import CallMode
-from tests.workflows.fakes import USAGE, FakeActivities, JobRig, Upstream, deployment
+from tests.support.workflow_fakes import USAGE, FakeActivities, JobRig, Upstream, deployment
 from workflows.llm_job import LLMJobWorkflow
 
 
@@ -236,7 +236,7 @@ async def test_repair_reroute_replans_with_the_new_model(jobs: JobRig, fakes: Fa
     assert state.deployment == DeploymentRef(provider="alt", model="c")
     assert [p.model for p in fakes.preflights] == ["fast", "other"]
     assert fakes.models_called() == ["a", "a", "a", "c"]
-    assert (await handle.describe()).typed_search_attributes.get(sa.MODEL) == "other"
+    assert (await handle.describe()).typed_search_attributes.get(search_attrs.MODEL) == "other"
 
 
 async def test_repair_abort_fails_the_job_as_aborted(jobs: JobRig, fakes: FakeActivities) -> None:
