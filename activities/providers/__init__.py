@@ -62,7 +62,7 @@ async def call_provider(
             http, provider, call, api_key=api_key, heartbeat=heartbeat, on_chunk=on_chunk
         )
     elif isinstance(provider, SimulatorProvider):
-        answer, usage = await simulator.complete(provider, call)
+        answer, usage = await simulator.complete(provider, call, on_chunk=on_chunk)
     else:
         raise TypeError(f"unknown provider kind: {provider!r}")
     return CallModelOutput(

@@ -10,6 +10,7 @@ import struct
 
 from temporalio.exceptions import ApplicationError
 
+from activities.providers.sink import ChunkSink
 from schemas.calls import CallModelInput
 from schemas.embeddings import Embedding, EmbeddingInput, encode_vector
 from schemas.errors import UPSTREAM_ERROR
@@ -35,18 +36,32 @@ async def _answer_after_latency(provider: SimulatorProvider, call: CallModelInpu
         )
 
 
-async def complete(provider: SimulatorProvider, call: CallModelInput) -> tuple[JobResult, Usage]:
+async def complete(
+    provider: SimulatorProvider, call: CallModelInput, *, on_chunk: ChunkSink | None = None
+) -> tuple[JobResult, Usage]:
     await _answer_after_latency(provider, call)
     users = [m for m in call.messages if m.role == "user"] or call.messages
     echo = users[-1].text()[:_ECHO_CHARS] if users else ""
     content = f"[simulated] {echo}"
     prompt = "".join(m.text() for m in call.messages)
     n = call.params.n or 1
+    if on_chunk is not None:
+        await _stream(provider, content, n, on_chunk)
     choices = [Choice(index=i, message=AssistantMessage(content=content), finish_reason="stop") for i in range(n)]
     return (
         JobResult(choices=choices),
         Usage(input_tokens=estimate_tokens(prompt), output_tokens=n * estimate_tokens(content)),
     )
+
+
+async def _stream(provider: SimulatorProvider, content: str, n: int, on_chunk: ChunkSink) -> None:
+    """The answer word by word, as an upstream streams it; the words spread over another `latency_ms`."""
+    words = content.split(" ")
+    pieces = [word if i == 0 else f" {word}" for i, word in enumerate(words)]
+    await on_chunk({"choices": [{"index": i, "delta": {"role": "assistant", "content": ""}} for i in range(n)]})
+    for piece in pieces:
+        await asyncio.sleep(provider.latency_ms / 1000 / len(pieces))
+        await on_chunk({"choices": [{"index": i, "delta": {"content": piece}} for i in range(n)]})
 
 
 async def embed(

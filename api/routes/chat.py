@@ -89,14 +89,22 @@ async def _stream_live(
     """
     job_id = job_client.job_id_for(tenant_id, None)
     hub.watch(job_id)
-    handle = await job_client.start_job(
-        temporal, settings, tenant_id=tenant_id, request=job_request, job_id=job_id, relay_url=settings.relay_base_url
-    )
-    job = asyncio.ensure_future(job_client.finished_state(handle, body.model))
-    await first_news(hub, job_id, job)
-    if job.done() and not hub.delivered(job_id):
-        hub.release(job_id)
-        answer_or_error(job_id, job.result())
+    try:
+        handle = await job_client.start_job(
+            temporal,
+            settings,
+            tenant_id=tenant_id,
+            request=job_request,
+            job_id=job_id,
+            relay_url=settings.relay_base_url,
+        )
+        job = asyncio.ensure_future(job_client.finished_state(handle, body.model))
+        await first_news(hub, job_id, job)
+        if job.done() and not hub.delivered(job_id):
+            answer_or_error(job_id, job.result())
+    except BaseException:
+        hub.release(job_id)  # no stream will follow: the answer is an HTTP error
+        raise
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     target = StreamTarget(job_id, body.model, int(time.time()), include_usage)
     return StreamingResponse(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,10 +12,10 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.providers import call_provider
-from schemas.calls import CallModelInput, PlannedDeployment, ResolvedPrice
+from schemas.calls import CallModelInput
 from schemas.errors import BAD_REQUEST, RATE_LIMITED, UPSTREAM_BAD_RESPONSE
-from schemas.jobs import ChatMessage, JobParams
-from schemas.routes import AnthropicProvider, RetryConfig
+from schemas.routes import AnthropicProvider
+from tests.support.calls import call_input
 from tests.support.fake_upstream import FakeUpstream
 
 WEATHER = {
@@ -31,12 +30,6 @@ CLOCK = {"type": "function", "function": {"name": "get_time"}}
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
 def model() -> str:
     return f"claude-{uuid.uuid4().hex[:8]}"
 
@@ -46,20 +39,7 @@ def claude(upstream: FakeUpstream, *, stream: bool = False) -> AnthropicProvider
 
 
 def call(model: str, messages: list[dict[str, Any]], **params: Any) -> CallModelInput:
-    return CallModelInput(
-        job_id="job-1",
-        call_seq=1,
-        deployment=PlannedDeployment(
-            provider="claude",
-            model=model,
-            region="us",
-            price=ResolvedPrice(input_per_mtok=0, output_per_mtok=0, known=True),
-            timeout_s=5,
-            retry=RetryConfig(),
-        ),
-        messages=[ChatMessage.model_validate(m) for m in messages],
-        params=JobParams.model_validate(params),
-    )
+    return call_input(model, messages, provider="claude", region="us", **params)
 
 
 class Chunks:

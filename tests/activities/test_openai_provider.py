@@ -3,18 +3,15 @@ comes back whole, the same whether the upstream streamed it or not."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from activities.providers import call_provider
-from schemas.calls import CallModelInput, CallModelOutput, PlannedDeployment, ResolvedPrice
-from schemas.jobs import JobParams
-from schemas.messages import ChatMessage
-from schemas.routes import OpenAIProvider, RetryConfig
+from schemas.calls import CallModelInput, CallModelOutput
+from schemas.routes import OpenAIProvider
+from tests.support.calls import call_input, unique_model
 from tests.support.fake_upstream import FakeUpstream
 
 WEATHER = {
@@ -29,34 +26,6 @@ WEATHER = {
 CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-def _model() -> str:
-    return f"m-{uuid.uuid4().hex[:8]}"
-
-
-def _call(model: str, messages: list[dict[str, Any]], **params: Any) -> CallModelInput:
-    deployment = PlannedDeployment(
-        provider="p",
-        model=model,
-        region="local",
-        price=ResolvedPrice(input_per_mtok=0, output_per_mtok=0, known=True),
-        timeout_s=5,
-        retry=RetryConfig(),
-    )
-    return CallModelInput(
-        job_id="job-1",
-        call_seq=1,
-        deployment=deployment,
-        messages=[ChatMessage.model_validate(m) for m in messages],
-        params=JobParams.model_validate(params),
-    )
-
-
 async def _complete(
     http: httpx.AsyncClient, upstream: FakeUpstream, call: CallModelInput, *, stream: bool
 ) -> CallModelOutput:
@@ -67,7 +36,7 @@ async def _complete(
 async def test_the_request_reaches_the_upstream_as_the_app_wrote_it(
     http: httpx.AsyncClient, upstream: FakeUpstream
 ) -> None:
-    model = _model()
+    model = unique_model()
     messages: list[dict[str, Any]] = [
         {"role": "developer", "content": "be brief"},
         {
@@ -105,7 +74,7 @@ async def test_the_request_reaches_the_upstream_as_the_app_wrote_it(
         "some_future_knob": {"nested": [1, None, "x"]},
     }
 
-    await _complete(http, upstream, _call(model, messages, **params), stream=False)
+    await _complete(http, upstream, call_input(model, messages, **params), stream=False)
 
     sent = upstream.last_request(model)["body"]
     assert sent["messages"] == messages
@@ -127,9 +96,9 @@ async def test_the_request_reaches_the_upstream_as_the_app_wrote_it(
 async def test_an_answer_is_whole_and_the_same_streamed_or_not(
     http: httpx.AsyncClient, upstream: FakeUpstream, behavior: dict[str, Any], request_params: dict[str, Any]
 ) -> None:
-    model = _model()
+    model = unique_model()
     upstream.configure(model, **behavior)
-    call = _call(model, [{"role": "user", "content": "call get_weather and get_time, please"}], **request_params)
+    call = call_input(model, [{"role": "user", "content": "call get_weather and get_time, please"}], **request_params)
 
     plain = await _complete(http, upstream, call, stream=False)
     streamed = await _complete(http, upstream, call, stream=True)
@@ -140,9 +109,9 @@ async def test_an_answer_is_whole_and_the_same_streamed_or_not(
 
 
 async def test_tool_calls_come_back_with_null_content(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    model = _model()
+    model = unique_model()
     upstream.configure(model, tool_arguments={"city": "Paris"})
-    call = _call(model, [{"role": "user", "content": "use get_weather for Paris"}], tools=[WEATHER, CLOCK])
+    call = call_input(model, [{"role": "user", "content": "use get_weather for Paris"}], tools=[WEATHER, CLOCK])
 
     out = await _complete(http, upstream, call, stream=True)
 
@@ -152,9 +121,9 @@ async def test_tool_calls_come_back_with_null_content(http: httpx.AsyncClient, u
 
 
 async def test_logprobs_and_usage_details_are_carried(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    model = _model()
+    model = unique_model()
     upstream.configure(model, cached_tokens=12, reasoning_tokens=30)
-    call = _call(model, [{"role": "user", "content": "count the tokens"}], logprobs=True, top_logprobs=3)
+    call = call_input(model, [{"role": "user", "content": "count the tokens"}], logprobs=True, top_logprobs=3)
 
     out = await _complete(http, upstream, call, stream=True)
 
@@ -166,10 +135,10 @@ async def test_logprobs_and_usage_details_are_carried(http: httpx.AsyncClient, u
 
 
 async def test_annotations_and_unknown_message_fields_are_kept(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    model = _model()
+    model = unique_model()
     citation = {"type": "url_citation", "url_citation": {"url": "https://example.com", "title": None}}
     upstream.configure(model, annotations=[citation])
 
-    out = await _complete(http, upstream, _call(model, [{"role": "user", "content": "cite"}]), stream=False)
+    out = await _complete(http, upstream, call_input(model, [{"role": "user", "content": "cite"}]), stream=False)
 
     assert out.answer.choices[0].message.annotations == [citation]

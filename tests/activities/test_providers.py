@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +12,6 @@ from temporalio.exceptions import ApplicationError
 
 from activities.providers import call_provider
 from ops.waits import free_port
-from schemas.calls import CallModelInput, PlannedDeployment, ResolvedPrice
 from schemas.errors import (
     BAD_REQUEST,
     CONTEXT_LENGTH_EXCEEDED,
@@ -26,8 +25,9 @@ from schemas.errors import (
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNREACHABLE,
 )
-from schemas.jobs import ChatMessage, JobParams
-from schemas.routes import AnthropicProvider, OpenAIProvider, RetryConfig, SimulatorProvider
+from schemas.jobs import JobParams
+from schemas.routes import AnthropicProvider, OpenAIProvider, SimulatorProvider
+from tests.support.calls import call_input, unique_model
 from tests.support.fake_upstream import FakeUpstream
 
 
@@ -37,50 +37,23 @@ def upstream() -> Iterator[FakeUpstream]:
         yield server
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-def _model() -> str:
-    return f"m-{uuid.uuid4().hex[:8]}"
-
-
-def _call(model: str, *, params: JobParams | None = None, messages: list[ChatMessage] | None = None) -> CallModelInput:
-    return CallModelInput(
-        job_id="job-1",
-        call_seq=1,
-        deployment=PlannedDeployment(
-            provider="p",
-            model=model,
-            region="local",
-            price=ResolvedPrice(input_per_mtok=0, output_per_mtok=0, known=True),
-            timeout_s=5,
-            retry=RetryConfig(),
-        ),
-        messages=messages or [ChatMessage(role="user", content="hello there")],
-        params=params or JobParams(),
-    )
-
-
 def _openai(upstream: FakeUpstream, *, stream: bool = False, timeout_s: float = 5) -> OpenAIProvider:
     return OpenAIProvider(kind="openai", base_url=upstream.url + "/v1", stream=stream, timeout_s=timeout_s)
 
 
 async def _failure(http: httpx.AsyncClient, upstream: FakeUpstream, **behavior: object) -> ApplicationError:
-    model = _model()
+    model = unique_model()
     upstream.configure(model, fail_always=True, **behavior)
     with pytest.raises(ApplicationError) as caught:
-        await call_provider(http, _openai(upstream), _call(model), api_key="k")
+        await call_provider(http, _openai(upstream), call_input(model), api_key="k")
     return caught.value
 
 
 async def test_openai_success_forwards_params_and_key(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    model = _model()
+    model = unique_model()
     params = JobParams(temperature=0.2, max_tokens=50, stop=["\n\n"], seed=7)
 
-    out = await call_provider(http, _openai(upstream), _call(model, params=params), api_key="sk-test")
+    out = await call_provider(http, _openai(upstream), call_input(model, params=params), api_key="sk-test")
 
     assert out.answer.content == "echo: hello there"
     assert out.answer.finish_reason == "stop"
@@ -100,18 +73,18 @@ async def test_openai_success_forwards_params_and_key(http: httpx.AsyncClient, u
 
 
 async def test_openai_without_key_sends_no_authorization(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    model = _model()
-    await call_provider(http, _openai(upstream), _call(model), api_key=None)
+    model = unique_model()
+    await call_provider(http, _openai(upstream), call_input(model), api_key=None)
     assert "authorization" not in upstream.last_request(model)["headers"]
 
 
 async def test_openai_stream_assembles_content_and_heartbeats(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    model = _model()
+    model = unique_model()
     upstream.configure(model, content="the quick brown fox jumps")
     beats: list[int] = []
 
     out = await call_provider(
-        http, _openai(upstream, stream=True), _call(model), api_key="k", heartbeat=lambda: beats.append(1)
+        http, _openai(upstream, stream=True), call_input(model), api_key="k", heartbeat=lambda: beats.append(1)
     )
 
     assert out.answer.content == "the quick brown fox jumps"
@@ -123,14 +96,11 @@ async def test_openai_stream_assembles_content_and_heartbeats(http: httpx.AsyncC
 
 
 async def test_anthropic_lifts_system_and_sends_key(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    model = _model()
+    model = unique_model()
     provider = AnthropicProvider(kind="anthropic", base_url=upstream.url, timeout_s=5)
-    messages = [
-        ChatMessage(role="system", content="be terse"),
-        ChatMessage(role="user", content="hi claude"),
-    ]
+    messages = [{"role": "system", "content": "be terse"}, {"role": "user", "content": "hi claude"}]
 
-    out = await call_provider(http, provider, _call(model, messages=messages), api_key="ak-test")
+    out = await call_provider(http, provider, call_input(model, messages), api_key="ak-test")
 
     assert out.answer.content == "echo: hi claude"
     assert out.answer.finish_reason == "stop"
@@ -152,11 +122,11 @@ async def test_server_error_is_retryable(http: httpx.AsyncClient, upstream: Fake
 
 
 async def test_fail_first_then_success(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    model = _model()
+    model = unique_model()
     upstream.configure(model, fail_first=1, status=503)
     with pytest.raises(ApplicationError):
-        await call_provider(http, _openai(upstream), _call(model), api_key=None)
-    out = await call_provider(http, _openai(upstream), _call(model), api_key=None)
+        await call_provider(http, _openai(upstream), call_input(model), api_key=None)
+    out = await call_provider(http, _openai(upstream), call_input(model), api_key=None)
     assert out.answer.content == "echo: hello there"
     assert upstream.calls(model) == 2
 
@@ -197,10 +167,10 @@ async def test_deployment_errors_are_final(
 
 
 async def test_hang_past_timeout_is_retryable_timeout(http: httpx.AsyncClient, upstream: FakeUpstream) -> None:
-    model = _model()
+    model = unique_model()
     upstream.configure(model, hang_s=2)
     with pytest.raises(ApplicationError) as caught:
-        await call_provider(http, _openai(upstream, timeout_s=0.3), _call(model), api_key=None)
+        await call_provider(http, _openai(upstream, timeout_s=0.3), call_input(model), api_key=None)
     assert caught.value.type == UPSTREAM_TIMEOUT
     assert not caught.value.non_retryable
 
@@ -208,7 +178,7 @@ async def test_hang_past_timeout_is_retryable_timeout(http: httpx.AsyncClient, u
 async def test_closed_port_is_unreachable(http: httpx.AsyncClient) -> None:
     provider = OpenAIProvider(kind="openai", base_url=f"http://127.0.0.1:{free_port()}/v1", timeout_s=2)
     with pytest.raises(ApplicationError) as caught:
-        await call_provider(http, provider, _call(_model()), api_key=None)
+        await call_provider(http, provider, call_input(unique_model()), api_key=None)
     assert caught.value.type == UPSTREAM_UNREACHABLE
     assert not caught.value.non_retryable
 
@@ -217,19 +187,19 @@ async def test_closed_port_is_unreachable(http: httpx.AsyncClient) -> None:
 async def test_malformed_success_body_is_retryable(
     http: httpx.AsyncClient, upstream: FakeUpstream, stream: bool
 ) -> None:
-    model = _model()
+    model = unique_model()
     upstream.configure(model, malformed=True)
     with pytest.raises(ApplicationError) as caught:
-        await call_provider(http, _openai(upstream, stream=stream), _call(model), api_key=None)
+        await call_provider(http, _openai(upstream, stream=stream), call_input(model), api_key=None)
     assert caught.value.type == UPSTREAM_BAD_RESPONSE
     assert not caught.value.non_retryable
 
 
 async def test_simulator_echoes_last_user_message(http: httpx.AsyncClient) -> None:
     provider = SimulatorProvider(kind="simulator", latency_ms=20)
-    messages = [ChatMessage(role="user", content="first"), ChatMessage(role="user", content="x" * 500)]
+    messages = [{"role": "user", "content": "first"}, {"role": "user", "content": "x" * 500}]
 
-    out = await call_provider(http, provider, _call("sim-1", messages=messages), api_key=None)
+    out = await call_provider(http, provider, call_input("sim-1", messages), api_key=None)
 
     assert out.answer.content == "[simulated] " + "x" * 200
     assert out.answer.finish_reason == "stop"
@@ -241,7 +211,7 @@ async def test_simulator_echoes_last_user_message(http: httpx.AsyncClient) -> No
 async def test_simulator_failure_is_retryable(http: httpx.AsyncClient) -> None:
     provider = SimulatorProvider(kind="simulator", latency_ms=0, fail_rate=1)
     with pytest.raises(ApplicationError) as caught:
-        await call_provider(http, provider, _call("sim-1"), api_key=None)
+        await call_provider(http, provider, call_input("sim-1"), api_key=None)
     assert caught.value.type == UPSTREAM_ERROR
     assert not caught.value.non_retryable
     assert "simulated failure" in caught.value.message
@@ -250,9 +220,25 @@ async def test_simulator_failure_is_retryable(http: httpx.AsyncClient) -> None:
 async def test_simulator_answers_every_choice_asked_for(http: httpx.AsyncClient) -> None:
     provider = SimulatorProvider(kind="simulator", latency_ms=0)
 
-    one = await call_provider(http, provider, _call("sim-1"), api_key=None)
-    three = await call_provider(http, provider, _call("sim-1", params=JobParams(n=3)), api_key=None)
+    one = await call_provider(http, provider, call_input("sim-1"), api_key=None)
+    three = await call_provider(http, provider, call_input("sim-1", params=JobParams(n=3)), api_key=None)
 
     assert [c.index for c in three.answer.choices] == [0, 1, 2]
     assert {c.message.content for c in three.answer.choices} == {"[simulated] hello there"}
     assert three.usage.output_tokens == 3 * one.usage.output_tokens
+
+
+async def test_simulator_streams_its_answer_word_by_word(http: httpx.AsyncClient) -> None:
+    provider = SimulatorProvider(kind="simulator", latency_ms=5)
+    chunks: list[dict[str, Any]] = []
+
+    async def keep(chunk: dict[str, Any]) -> None:
+        chunks.append(chunk)
+
+    out = await call_provider(
+        http, provider, call_input("sim-1", [{"role": "user", "content": "one two"}]), api_key=None, on_chunk=keep
+    )
+
+    pieces = [c["choices"][0]["delta"].get("content") for c in chunks]
+    assert pieces == ["", "[simulated]", " one", " two"]
+    assert "".join(p or "" for p in pieces) == out.answer.content
