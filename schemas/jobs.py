@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from schemas.embeddings import Embedding, EmbeddingInput
-from schemas.messages import AssistantMessage, ChatMessage, ResponseFormat, Tool, ToolCall
+from schemas.messages import AsSent, AssistantMessage, ChatMessage, ResponseFormat, Tool, ToolCall
 from schemas.routes import DeploymentType
 
 JobStatus = Literal["queued", "running", "parked", "succeeded", "failed", "cancelled"]
@@ -18,15 +18,13 @@ JobKind = DeploymentType
 """What a job asks for: a chat completion or embeddings; only a route of deployments of that type serves it."""
 
 
-class JobParams(BaseModel):
+class JobParams(AsSent):
     """What the upstream model is asked to do besides the messages: OpenAI's Chat Completions parameters.
 
     Parameters Kintsugi does not declare are kept (`extra="allow"`) and forwarded to OpenAI-kind providers
     unchanged; a provider that cannot honour a parameter is skipped by the route plan (and the request is
     refused with a 400 naming it when no deployment of the route can).
     """
-
-    model_config = ConfigDict(extra="allow")
 
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
-class _Open(BaseModel):
+class AsSent(BaseModel):
     """Keeps fields it does not declare, so they are forwarded rather than dropped.
 
     Serialized as sent: a declared field left unset is omitted rather than written as null, and one the app
@@ -37,45 +37,45 @@ class _Open(BaseModel):
         return data
 
 
-class TextPart(_Open):
+class TextPart(AsSent):
     type: Literal["text"]
     text: str
 
 
-class ImageURL(_Open):
+class ImageURL(AsSent):
     url: str = Field(min_length=1)
     """An https URL or a `data:` URL with the image inline."""
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class ImagePart(_Open):
+class ImagePart(AsSent):
     type: Literal["image_url"]
     image_url: ImageURL
 
 
-class InputAudio(_Open):
+class InputAudio(AsSent):
     data: str
     """Base64 audio."""
     format: str
 
 
-class AudioPart(_Open):
+class AudioPart(AsSent):
     type: Literal["input_audio"]
     input_audio: InputAudio
 
 
-class FileData(_Open):
+class FileData(AsSent):
     file_id: str | None = None
     file_data: str | None = None
     filename: str | None = None
 
 
-class FilePart(_Open):
+class FilePart(AsSent):
     type: Literal["file"]
     file: FileData
 
 
-class RefusalPart(_Open):
+class RefusalPart(AsSent):
     type: Literal["refusal"]
     refusal: str
 
@@ -83,19 +83,19 @@ class RefusalPart(_Open):
 ContentPart = Annotated[TextPart | ImagePart | AudioPart | FilePart | RefusalPart, Field(discriminator="type")]
 
 
-class FunctionCall(_Open):
+class FunctionCall(AsSent):
     name: str
     arguments: str
     """JSON text, as the model wrote it (it may not parse: that is the app's to judge)."""
 
 
-class ToolCall(_Open):
+class ToolCall(AsSent):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class ChatMessage(_Open):
+class ChatMessage(AsSent):
     role: Role
     content: str | list[ContentPart] | None = None
     name: str | None = Field(default=None, max_length=64)
@@ -123,27 +123,27 @@ class ChatMessage(_Open):
         return "".join(part.text for part in self.content or [] if isinstance(part, TextPart))
 
 
-class FunctionDefinition(_Open):
+class FunctionDefinition(AsSent):
     name: str = Field(min_length=1, max_length=64)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class Tool(_Open):
+class Tool(AsSent):
     type: Literal["function"] = "function"
     function: FunctionDefinition
 
 
-class TextFormat(_Open):
+class TextFormat(AsSent):
     type: Literal["text"]
 
 
-class JsonObjectFormat(_Open):
+class JsonObjectFormat(AsSent):
     type: Literal["json_object"]
 
 
-class JsonSchema(_Open):
+class JsonSchema(AsSent):
     name: str = Field(min_length=1, max_length=64)
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
@@ -152,7 +152,7 @@ class JsonSchema(_Open):
     model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
 
 
-class JsonSchemaFormat(_Open):
+class JsonSchemaFormat(AsSent):
     type: Literal["json_schema"]
     json_schema: JsonSchema
 
@@ -160,7 +160,7 @@ class JsonSchemaFormat(_Open):
 ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
 
 
-class AssistantMessage(_Open):
+class AssistantMessage(AsSent):
     """The message of one answer choice."""
 
     role: Literal["assistant"] = "assistant"

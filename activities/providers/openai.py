@@ -30,7 +30,7 @@ def request_body(call: CallModelInput, *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         **call.params.declared(),
         "model": call.deployment.model,
-        # As the app wrote them: an assistant turn's `content: null` stays null (see `schemas.messages._Open`).
+        # As the app wrote them: an assistant turn's `content: null` stays null (see `schemas.messages.AsSent`).
         "messages": [m.model_dump(mode="json", by_alias=True) for m in call.messages],
     }
     if stream:
