@@ -108,6 +108,11 @@ def api(workers: Annotated[int, typer.Option(min=1, help="uvicorn worker process
     import uvicorn
 
     settings = _settings()
+    if workers > 1 and settings.stream_relay:
+        # Each process keeps its own live streams, but workers relay to the shared port: most relays would
+        # land in a process nobody is watching from. Run one process per port (each its KINTSUGI_RELAY_URL).
+        typer.echo("--workers > 1 needs KINTSUGI_STREAM_RELAY=false: run one process per API port", err=True)
+        raise typer.Exit(2)
     uvicorn.run("api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port, workers=workers)
 
 

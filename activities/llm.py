@@ -92,6 +92,7 @@ class LLMActivities:
         info = activity.info()
         attempt = info.attempt
         relay = self._relay(input, attempt)
+        completed = False
         try:
             async with _heartbeating(info.heartbeat_timeout):
                 output = await call_provider(
@@ -102,9 +103,8 @@ class LLMActivities:
                     heartbeat=activity.heartbeat,
                     on_chunk=relay.send if relay else None,
                 )
+            completed = True
         except ApplicationError as err:
-            if relay:
-                await relay.close(completed=False)
             # History keeps only the last attempt's failure; carrying the attempt number lets the job
             # report how many calls a deployment took.
             raise ApplicationError(
@@ -114,8 +114,11 @@ class LLMActivities:
                 non_retryable=err.non_retryable,
                 next_retry_delay=err.next_retry_delay,
             ) from err
-        if relay:
-            await relay.close(completed=True)
+        finally:
+            # Whatever ended the call (an answer, a failure, a timeout, a cancel, a shutdown), its relay
+            # body ends too, so neither side holds the connection open.
+            if relay:
+                await relay.close(completed=completed)
         return output.model_copy(update={"attempt": attempt})
 
     def _relay(self, input: CallModelInput, attempt: int) -> Relay | None:

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.connect import TemporalUnavailable
-from domain.errors import Conflict, DomainError, InvalidRequest, NotFound
+from domain.errors import Conflict, DomainError, InvalidRequest, NotFound, TooLarge
 from schemas.validation import describe
 
 log = logging.getLogger("kintsugi.api")
@@ -54,7 +54,12 @@ _HTTP_CODES = {
 }
 
 
-_DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = ((NotFound, 404), (InvalidRequest, 400), (Conflict, 409))
+_DOMAIN_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (NotFound, 404),
+    (InvalidRequest, 400),
+    (Conflict, 409),
+    (TooLarge, 413),
+)
 """The HTTP status of each family of domain errors; the error's own `code` tells them apart."""
 
 

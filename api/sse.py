@@ -68,8 +68,9 @@ async def answer_events(
             yield _event(_chunk(target, [], usage=CompletionUsage.of(state.usage)))
         yield "data: [DONE]\n\n"
     finally:
+        if job.done():  # a client that leaves a running job leaves its stream live for others to resume
+            hub.release(target.job_id)
         job.cancel()
-        hub.release(target.job_id)
 
 
 def _chunk(target: StreamTarget, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -36,6 +36,8 @@ class LiveStream:
     broken: str | None = None
     """Why the stream broke, for the error event; None while it is whole."""
     closed_at: float | None = None
+    touched_at: float = field(default_factory=time.monotonic)
+    """When the stream was opened or last given a chunk."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def notify(self) -> None:
@@ -44,9 +46,10 @@ class LiveStream:
 
 
 class StreamHub:
-    def __init__(self, *, keep_s: float = 300.0) -> None:
+    def __init__(self, *, keep_s: float = 300.0, idle_s: float = 3600.0) -> None:
         self._streams: dict[str, LiveStream] = {}
         self._keep_s = keep_s
+        self._idle_s = idle_s
 
     def watch(self, job_id: str) -> None:
         """Expect a relay for `job_id` (before the job starts, so no chunk arrives unexpected)."""
@@ -79,6 +82,7 @@ class StreamHub:
         ]
         if not choices:
             return
+        stream.touched_at = time.monotonic()
         stream.offset += delta_units(choices)
         stream.events.append(StreamEvent(stream.offset, choices))
         stream.notify()
@@ -103,8 +107,8 @@ class StreamHub:
                 stream.generation = None  # nothing printed: the next attempt may stream from the start
 
     def release(self, job_id: str) -> None:
-        """Nobody needs the live stream any more (its job finished): forget it after the grace period, in
-        which a client that dropped can still resume from it."""
+        """The job behind the stream has finished (or never started): forget the stream after the grace
+        period, in which a client that dropped can still resume from it."""
         stream = self._streams.get(job_id)
         if stream is not None and stream.closed_at is None:
             stream.closed_at = time.monotonic()
@@ -141,7 +145,10 @@ class StreamHub:
         stream.notify()
 
     def _forget_old(self) -> None:
+        # A stream whose job is still running is kept (its client may be reading, or may resume); one whose
+        # job finished is kept `keep_s` for a resume; one nobody touched for `idle_s` lost its job somehow.
         now = time.monotonic()
         for job_id, stream in list(self._streams.items()):
-            if stream.closed_at is not None and now - stream.closed_at > self._keep_s:
+            closed = stream.closed_at is not None and now - stream.closed_at > self._keep_s
+            if closed or now - stream.touched_at > self._idle_s:
                 del self._streams[job_id]

@@ -29,7 +29,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.errors import InvalidCursor, JobFinished, JobNotFound, JobNotParked
+from domain.errors import InvalidCursor, JobFinished, JobInputTooLarge, JobNotFound, JobNotParked
 from domain.job_view import job_resource, job_summary, state_from_failure, summary_status, visibility_query
 from domain.pagination import decode_cursor, encode_cursor
 from schemas import search_attributes as search_attrs
@@ -39,6 +39,8 @@ from settings import Settings
 from workflows.llm_job import LLMJobWorkflow
 
 QUERY_TIMEOUT = timedelta(seconds=3)
+MAX_JOB_INPUT_BYTES = 1_500_000
+"""Temporal refuses a payload over 2 MB; the job's input is carried again to each call, so it stays below."""
 JobHandle = WorkflowHandle[LLMJobWorkflow, JobState]
 
 
@@ -78,6 +80,9 @@ async def start_job(
         embedding=request.embedding,
         relay_url=relay_url,
     )
+    size = len(job_input.model_dump_json())
+    if size > MAX_JOB_INPUT_BYTES:
+        raise JobInputTooLarge(size, MAX_JOB_INPUT_BYTES)
     try:
         return await client.start_workflow(
             LLMJobWorkflow.run,

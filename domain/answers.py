@@ -155,3 +155,18 @@ def count(value: Any) -> int:
 def as_dict(value: Any) -> dict[str, Any]:
     """`value` if it is a JSON object, else an empty one: upstream JSON is read without trusting its shape."""
     return value if isinstance(value, dict) else {}
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: a rough count for text nobody tokenised."""
+    return max(1, len(text) // 4)
+
+
+def estimated_usage(prompt: str, answer: JobResult) -> Usage:
+    """Usage guessed from the text when the upstream reported none (a stream that ignored
+    `stream_options.include_usage`): better an estimate on the cost row than a call that cost nothing."""
+    written = "".join(
+        (c.message.content or "") + "".join(call.function.arguments for call in c.message.tool_calls or [])
+        for c in answer.choices
+    )
+    return Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(written) if written else 0)

@@ -31,6 +31,21 @@ class Conflict(DomainError):
     """The request is valid but the resource's current state refuses it."""
 
 
+class TooLarge(DomainError):
+    """The request is valid but too big to be kept durably."""
+
+
+class JobInputTooLarge(TooLarge):
+    code = "payload_too_large"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the job's input is {size} bytes, over the {limit} a durable job keeps in its history: "
+            "pass large images and files by URL",
+            {"size": size, "limit": limit},
+        )
+
+
 class JobNotFound(NotFound):
     code = "job_not_found"
 

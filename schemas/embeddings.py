@@ -13,10 +13,15 @@ import struct
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_INPUTS = 2048
 """OpenAI's limit on the inputs of one request."""
+MAX_VECTOR_VALUES = 250_000
+"""Values one job may hold (inputs x dimensions): kept as base64 float32 in the workflow's history, whose
+payloads Temporal caps at 2 MB, this stays near 1.3 MB."""
+ASSUMED_DIMENSIONS = 3072
+"""What a request that names no `dimensions` is budgeted at: the largest of OpenAI's embedding models."""
 
 _Text = Annotated[str, Field(min_length=1)]
 _Token = Annotated[int, Field(ge=0)]
@@ -41,6 +46,17 @@ class EmbeddingInput(BaseModel):
     input: EmbeddingInputValue
     dimensions: int | None = Field(default=None, ge=1, le=65_536)
     user: str | None = None
+
+    @model_validator(mode="after")
+    def _fits_a_job(self) -> EmbeddingInput:
+        dimensions = self.dimensions or ASSUMED_DIMENSIONS
+        if len(self.texts()) * dimensions > MAX_VECTOR_VALUES:
+            most = max(1, MAX_VECTOR_VALUES // dimensions)
+            raise ValueError(
+                f"at most {most} inputs of {dimensions} dimensions in one request (the vectors are kept in the "
+                "job's durable history); split the batch"
+            )
+        return self
 
     def declared(self) -> dict[str, Any]:
         """The fields set, declared or not, as the provider's JSON (None left out)."""

@@ -7,6 +7,7 @@ answer comes back whole: every choice, tool calls, refusals, annotations, logpro
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -17,13 +18,14 @@ from temporalio.exceptions import ApplicationError
 from activities.providers.errors import bad_response
 from activities.providers.exchange import exchange
 from activities.providers.sink import ChunkSink
-from domain.answers import AnswerBuilder, read_usage
+from domain.answers import AnswerBuilder, estimated_usage, read_usage
 from schemas.calls import CallModelInput
 from schemas.errors import UPSTREAM_ERROR
 from schemas.jobs import JobResult, Usage
 from schemas.routes import OpenAIProvider
 
 Completion = tuple[JobResult, Usage]
+log = logging.getLogger("kintsugi.providers")
 
 
 def request_body(call: CallModelInput, *, stream: bool) -> dict[str, Any]:
@@ -60,9 +62,13 @@ async def complete(
     )
 
     async def read(response: httpx.Response) -> Completion:
-        if stream:
-            return await _read_stream(where, response, heartbeat, on_chunk)
-        return _read_body(where, response)
+        if not stream:
+            return _read_body(where, response)
+        answer, usage = await _read_stream(where, response, heartbeat, on_chunk)
+        if usage is None:
+            log.warning("%s streamed no usage; the call is billed on estimated tokens", where)
+            usage = estimated_usage("".join(m.text() for m in call.messages), answer)
+        return answer, usage
 
     return await exchange(http, request, where, stream=stream, read=read)
 
@@ -86,7 +92,7 @@ def _read_body(where: str, response: httpx.Response) -> Completion:
 
 async def _read_stream(
     where: str, response: httpx.Response, heartbeat: Callable[[], None], on_chunk: ChunkSink | None
-) -> Completion:
+) -> tuple[JobResult, Usage | None]:
     builder = AnswerBuilder()
     done = False
     async for line in response.aiter_lines():
@@ -117,4 +123,4 @@ async def _read_stream(
         raise bad_response(where, f"stream assembled into no valid answer: {err}") from err
     if not answer.choices:
         raise bad_response(where, "stream held no choices")
-    return answer, builder.usage or Usage(input_tokens=0, output_tokens=0)
+    return answer, builder.usage

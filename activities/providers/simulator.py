@@ -11,6 +11,7 @@ import struct
 from temporalio.exceptions import ApplicationError
 
 from activities.providers.sink import ChunkSink
+from domain.answers import estimate_tokens
 from schemas.calls import CallModelInput
 from schemas.embeddings import Embedding, EmbeddingInput, encode_vector
 from schemas.errors import UPSTREAM_ERROR
@@ -21,11 +22,6 @@ from schemas.routes import SimulatorProvider
 _ECHO_CHARS = 200
 DEFAULT_DIMENSIONS = 64
 """The length of a simulated vector when the request sets no `dimensions`."""
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token, as a rough count for text nobody tokenised."""
-    return max(1, len(text) // 4)
 
 
 async def _answer_after_latency(provider: SimulatorProvider, call: CallModelInput) -> None:
@@ -71,11 +67,16 @@ async def embed(
     await _answer_after_latency(provider, call)
     texts = embedding.texts()
     dimensions = embedding.dimensions or DEFAULT_DIMENSIONS
-    vectors = [
-        Embedding(index=i, embedding=encode_vector(vector(f"{call.deployment.model}\x00{text}", dimensions)))
+    # CPU work: off the event loop, so the worker's other calls keep heartbeating meanwhile.
+    vectors = await asyncio.to_thread(_vectors, call.deployment.model, texts, dimensions)
+    return JobResult(embeddings=vectors), Usage(input_tokens=sum(estimate_tokens(t) for t in texts), output_tokens=0)
+
+
+def _vectors(model: str, texts: list[str], dimensions: int) -> list[Embedding]:
+    return [
+        Embedding(index=i, embedding=encode_vector(vector(f"{model}\x00{text}", dimensions)))
         for i, text in enumerate(texts)
     ]
-    return JobResult(embeddings=vectors), Usage(input_tokens=sum(estimate_tokens(t) for t in texts), output_tokens=0)
 
 
 def vector(seed: str, dimensions: int) -> list[float]:

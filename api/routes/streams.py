@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
@@ -19,6 +20,8 @@ from schemas import search_attributes as search_attrs
 from schemas.relay import RELAY_PATH, TOKEN_HEADER, RelayMessage
 
 router = APIRouter(tags=["streams"])
+_EVENT_ID = re.compile(r"[0-9]{1,15}")
+"""What this API sends as an SSE id: an offset (ASCII digits; `str.isdigit` also takes `²`)."""
 
 
 @router.post(RELAY_PATH, status_code=204, include_in_schema=False)
@@ -77,6 +80,6 @@ async def resume_stream(
 def _resume_offset(last_event_id: str | None) -> int:
     if last_event_id is None or last_event_id == "":
         return 0
-    if not last_event_id.isdigit():
+    if not _EVENT_ID.fullmatch(last_event_id):
         raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be an id this stream sent")
     return int(last_event_id)

@@ -13,7 +13,7 @@ from api.app import create_app
 from ops.waits import free_port
 from settings import Settings
 from tests.support.common import HELLO, SHIPPED_ROUTES
-from tests.support.harness import ADMIN_KEY, Harness
+from tests.support.harness import ADMIN_KEY, Harness, KintsugiFactory
 
 
 async def new_key(harness: Harness, role: str, tenant_id: str | None = None) -> dict[str, str]:
@@ -295,3 +295,14 @@ async def test_temporal_down_is_503_and_not_ready(tmp_path: Path, sqlite_url: st
     assert ready.status_code == 503
     assert ready.json()["checks"]["database"] == "ok"
     assert ready.json()["checks"]["temporal"].startswith("error")
+
+
+async def test_a_job_input_too_large_for_history_is_413(make_kintsugi: KintsugiFactory, sqlite_url: str) -> None:
+    async with make_kintsugi(sqlite_url, max_body_bytes=5_000_000) as kintsugi:
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 2_000_000}}
+        body = {"model": "sim-1", "messages": [{"role": "user", "content": [image]}]}
+
+        response = await kintsugi.submit(body)
+
+        assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+        assert "by URL" in response.json()["error"]["message"]

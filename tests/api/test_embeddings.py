@@ -108,3 +108,12 @@ async def test_an_embedding_job_through_the_job_api(kintsugi_db: Harness) -> Non
     assert trace.status_code == 200, trace.text
     assert (chat_shaped.status_code, chat_shaped.json()["error"]["code"]) == (400, "model_type_mismatch")
     assert (no_input.status_code, no_input.json()["error"]["code"]) == (422, "validation_error")
+
+
+async def test_a_batch_too_large_for_a_durable_job_is_refused_before_any_call(kintsugi_db: Harness) -> None:
+    body = {"model": "embed-sim", "input": ["text"] * 100, "dimensions": 3072}
+
+    response = await kintsugi_db.http.post("/v1/embeddings", json=body, headers=kintsugi_db.admin)
+
+    assert response.status_code == 422
+    assert "split the batch" in response.json()["error"]["message"]

@@ -104,3 +104,15 @@ async def test_a_relay_for_a_job_nobody_watches_is_dropped() -> None:
 
     assert not hub.watching("job")
     assert await follow(hub, "job") == []
+
+
+async def test_a_stream_outlives_a_follower_that_left_while_its_job_runs() -> None:
+    hub = StreamHub(keep_s=0)
+    hub.watch("job")
+    hub.publish("job", (1, 1), text("before"))
+    hub.watch("another")  # forgets what is due to be forgotten
+
+    hub.publish("job", (1, 1), text(" after"))
+    hub.end("job", (1, 1))
+
+    assert [content for _, content in await follow(hub, "job")] == ["before", " after"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.answers import AnswerBuilder, read_usage
+from domain.answers import AnswerBuilder, estimated_usage, read_usage
 from schemas.jobs import JobResult, Usage
 
 
@@ -153,3 +153,11 @@ def test_odd_usage_values_count_zero() -> None:
     assert read_usage({"prompt_tokens": -1, "completion_tokens": "7", "prompt_tokens_details": None}) == Usage(
         input_tokens=0, output_tokens=0
     )
+
+
+def test_usage_is_estimated_when_the_upstream_reports_none() -> None:
+    answer = JobResult.from_text("x" * 40)
+
+    usage = estimated_usage("y" * 400, answer)
+
+    assert (usage.input_tokens, usage.output_tokens) == (100, 10)

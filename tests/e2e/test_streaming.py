@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from pathlib import Path
@@ -146,3 +147,28 @@ async def test_a_relay_without_the_jobs_token_is_refused(kintsugi: Harness) -> N
     )
 
     assert (response.status_code, response.json()["error"]["code"]) == (401, "invalid_relay_token")
+
+
+async def test_a_relayed_call_that_times_out_ends_the_stream_and_holds_no_connection(
+    make_kintsugi: KintsugiFactory, sqlite_url: str
+) -> None:
+    async with make_kintsugi(sqlite_url) as kintsugi:
+        # 8 pieces 400 ms apart outlast the test routes' 2 s call timeout, on every attempt.
+        kintsugi.upstream.configure(kintsugi.model("a"), content=ANSWER, chunks=8, chunk_delay_ms=400)
+        async with asyncio.timeout(60):  # a relay left open would keep the server from shutting down
+            async with kintsugi.serve_http() as url, httpx.AsyncClient(base_url=url, headers=kintsugi.admin) as http:
+                async with http.stream("POST", "/v1/chat/completions", json=chat()) as response:
+                    received = [event async for event in events(response)]
+
+        error = received[-1].json()["error"]
+        assert response.headers["x-kintsugi-job-id"] in error["message"]
+        assert await kintsugi.cost_rows(response.headers["x-kintsugi-job-id"]) == []
+
+
+async def test_an_event_id_that_is_not_an_offset_is_400(kintsugi: Harness) -> None:
+    job = (await kintsugi.submit({"model": "sim-1", "messages": [{"role": "user", "content": "x"}]}, wait=10)).json()
+
+    for bad in ("²".encode("latin-1"), b"9" * 5000, b"-1"):  # `isdigit` is true of the first two
+        headers = {b"Authorization": kintsugi.admin["Authorization"].encode(), b"Last-Event-ID": bad}
+        response = await kintsugi.http.get(f"/v1/jobs/{job['id']}/stream", headers=headers)
+        assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_last_event_id"), bad
