@@ -22,6 +22,17 @@ async def follow(hub: StreamHub, job_id: str, after: int = 0) -> list[tuple[int,
     ]
 
 
+def listen_in_background(hub: StreamHub, job_id: str, received: list[int]) -> asyncio.Task[None]:
+    """A follower that joined before anything was published, noting each event's offset."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def listen() -> None:
+        async for event in hub.follow(job_id, after=0, until=done):
+            received.append(event.offset)
+
+    return asyncio.create_task(listen())
+
+
 async def test_followers_get_every_chunk_with_offsets_and_can_resume_from_one() -> None:
     hub = StreamHub()
     hub.watch("job")
@@ -36,14 +47,8 @@ async def test_followers_get_every_chunk_with_offsets_and_can_resume_from_one() 
 async def test_a_follower_receives_chunks_published_after_it_joined() -> None:
     hub = StreamHub()
     hub.watch("job")
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     received: list[int] = []
-
-    async def listen() -> None:
-        async for event in hub.follow("job", after=0, until=done):
-            received.append(event.offset)
-
-    listener = asyncio.create_task(listen())
+    listener = listen_in_background(hub, "job", received)
     await asyncio.sleep(0)
     hub.publish("job", (1, 1), text("ab"))
     await asyncio.sleep(0)
@@ -69,14 +74,8 @@ async def test_finish_reasons_and_usage_only_chunks_are_left_to_the_record() -> 
 async def test_a_retry_after_printed_characters_breaks_the_stream_for_its_followers() -> None:
     hub = StreamHub()
     hub.watch("job")
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     received: list[int] = []
-
-    async def listen() -> None:
-        async for event in hub.follow("job", after=0, until=done):
-            received.append(event.offset)
-
-    listener = asyncio.create_task(listen())
+    listener = listen_in_background(hub, "job", received)
     hub.publish("job", (1, 1), text("partial"))
     await asyncio.sleep(0.01)
     hub.publish("job", (1, 2), text("another answer"))
