@@ -9,6 +9,7 @@ import signal
 from datetime import timedelta
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -24,6 +25,18 @@ WORKFLOWS = [LLMJobWorkflow]
 GRACEFUL_SHUTDOWN = timedelta(seconds=8)
 
 log = logging.getLogger("kintsugi.worker")
+
+
+def build_activities(settings: Settings, engine: AsyncEngine, http: httpx.AsyncClient) -> LLMActivities:
+    """The activities' holder: routes, sessions, the shared HTTP client, and the secrets read from settings
+    (upstream keys, relay tokens), so none of them travels in a workflow input."""
+    return LLMActivities(
+        routes=settings.routes,
+        sessions=session_factory(engine),
+        http=http,
+        upstream_keys=settings.upstream_keys(),
+        relay_token=settings.relay_token,
+    )
 
 
 def build_worker(client: Client, settings: Settings, activities: LLMActivities) -> Worker:
@@ -56,14 +69,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     try:
         # Temporal owns retries: the HTTP client makes exactly one request per activity attempt.
         async with httpx.AsyncClient(limits=limits) as http:
-            activities = LLMActivities(
-                routes=settings.routes,
-                sessions=session_factory(engine),
-                http=http,
-                upstream_keys=settings.upstream_keys(),
-                relay_token=settings.relay_token,
-            )
-            worker = build_worker(client, settings, activities)
+            worker = build_worker(client, settings, build_activities(settings, engine, http))
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):

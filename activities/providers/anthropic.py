@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.providers.anthropic_request import request_body
 from activities.providers.anthropic_stream import ChunkTranslator, read_message, read_usage
 from activities.providers.errors import bad_response
-from activities.providers.exchange import exchange
+from activities.providers.exchange import exchange, streamed_answer
 from activities.providers.sink import ChunkSink
 from domain.answers import AnswerBuilder, as_dict
 from schemas.calls import CallModelInput
@@ -92,13 +92,7 @@ async def _read_stream(
             break
     if not translator.stopped:
         raise bad_response(where, "stream ended before message_stop")
-    try:
-        answer = builder.result()
-    except ValidationError as err:
-        raise bad_response(where, f"stream assembled into no valid answer: {err}") from err
-    if not answer.choices:
-        raise bad_response(where, "stream held no message")
-    return answer, translator.usage
+    return streamed_answer(where, builder), translator.usage
 
 
 async def _events(where: str, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:

@@ -6,8 +6,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import httpx
+from pydantic import ValidationError
 
-from activities.providers.errors import status_error, transport_error
+from activities.providers.errors import bad_response, status_error, transport_error
+from domain.answers import AnswerBuilder
+from schemas.jobs import JobResult
 
 T = TypeVar("T")
 
@@ -37,3 +40,14 @@ async def exchange(
             await response.aclose()
     except httpx.RequestError as err:
         raise transport_error(where, err) from err
+
+
+def streamed_answer(where: str, builder: AnswerBuilder) -> JobResult:
+    """The answer a finished stream folded into `builder`; a stream that assembled into none is a bad response."""
+    try:
+        answer = builder.result()
+    except ValidationError as err:
+        raise bad_response(where, f"stream assembled into no valid answer: {err}") from err
+    if not answer.choices:
+        raise bad_response(where, "stream held no answer")
+    return answer

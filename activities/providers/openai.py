@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 from activities.providers.errors import bad_response
-from activities.providers.exchange import exchange
+from activities.providers.exchange import exchange, streamed_answer
 from activities.providers.sink import ChunkSink
 from domain.answers import AnswerBuilder, estimated_usage, read_usage
 from schemas.calls import CallModelInput
@@ -117,10 +117,4 @@ async def _read_stream(
             await on_chunk(chunk)
     if not done and not builder.finished:
         raise bad_response(where, "stream ended before a finish_reason or [DONE]")
-    try:
-        answer = builder.result()
-    except ValidationError as err:
-        raise bad_response(where, f"stream assembled into no valid answer: {err}") from err
-    if not answer.choices:
-        raise bad_response(where, "stream held no choices")
-    return answer, builder.usage
+    return streamed_answer(where, builder), builder.usage

@@ -21,7 +21,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from activities.llm import LLMActivities
 from api.app import create_app
 from ops.processes import Child
 from ops.waits import free_port
@@ -29,7 +28,7 @@ from settings import Settings
 from store.engine import create_engine, session_factory
 from store.models import EventLog, ModelCostLog
 from tests.support.fake_upstream import FakeUpstream
-from worker import build_worker
+from worker import build_activities, build_worker
 
 ADMIN_KEY = "test-admin-key"
 UPSTREAM_KEY_ENV = "KINTSUGI_TEST_UPSTREAM_KEY"
@@ -215,14 +214,8 @@ async def running_kintsugi(
     async with contextlib.AsyncExitStack() as stack:
         http_client = await stack.enter_async_context(httpx.AsyncClient())
         if run_worker:
-            activities = LLMActivities(
-                routes=settings.routes,
-                sessions=session_factory(engine),
-                http=http_client,
-                upstream_keys=settings.upstream_keys(),
-                relay_token=settings.relay_token,
-            )
-            await stack.enter_async_context(build_worker(temporal, settings, activities))
+            worker = build_worker(temporal, settings, build_activities(settings, engine, http_client))
+            await stack.enter_async_context(worker)
         await stack.enter_async_context(app.router.lifespan_context(app))
         api = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kintsugi", timeout=60)
