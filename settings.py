@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     to the replica's own address when workers run on other machines)."""
     relay_secret: str = ""
     """Signs the relay's per-job tokens; empty means one derived from the admin key (every process has it)."""
+    api_worker: bool = True
+    """The API process runs a worker of its own (workflow tasks and local activities, no remote activities)
+    and starts synchronous jobs eagerly on it: the job runs in the process that waits for it. Off: every job
+    runs on the shared workers (`kintsugi worker`)."""
+    local_call_max_s: float = Field(default=60.0, gt=0)
+    """A deployment with `call: auto` whose `timeout_s` is at most this calls as a local activity."""
     workflow_sandbox: bool = False
     """Run workflows in Temporal's sandbox. It re-imports the workflow module for every run (~6 ms of worker
     CPU per job measured here); determinism is guarded instead by replay tests, which run with it on."""

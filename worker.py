@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -36,14 +37,19 @@ def build_activities(settings: Settings, engine: AsyncEngine, http: httpx.AsyncC
         http=http,
         upstream_keys=settings.upstream_keys(),
         relay_token=settings.relay_token,
+        local_call_max_s=settings.local_call_max_s,
     )
 
 
-def build_worker(client: Client, settings: Settings, activities: LLMActivities) -> Worker:
+def build_worker(client: Client, settings: Settings, activities: LLMActivities, *, in_api: bool = False) -> Worker:
+    """The worker of `kintsugi worker`, or with `in_api` the API process's own (`api_worker`)."""
     runner = SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
     return Worker(
         client,
         task_queue=settings.task_queue,
+        # The API's worker takes workflow tasks (with their local activities) and leaves ordinary activities,
+        # the long calls, to the shared workers.
+        no_remote_activities=in_api,
         workflows=WORKFLOWS,
         workflow_runner=runner,
         activities=[
@@ -60,15 +66,28 @@ def build_worker(client: Client, settings: Settings, activities: LLMActivities) 
     )
 
 
+def upstream_http() -> httpx.AsyncClient:
+    """The HTTP client of upstream calls. Temporal owns retries: it makes exactly one request per attempt."""
+    return httpx.AsyncClient(limits=httpx.Limits(max_connections=500, max_keepalive_connections=100))
+
+
+@contextlib.asynccontextmanager
+async def api_worker(client: Client, settings: Settings, engine: AsyncEngine) -> AsyncIterator[Worker]:
+    """The API process's worker, on `client` itself: the server hands a job started eagerly on this client
+    (`start_job(eager=True)`) straight to it. Shut down gracefully on exit, like `kintsugi worker`."""
+    async with upstream_http() as http:
+        worker = build_worker(client, settings, build_activities(settings, engine, http), in_api=True)
+        async with worker:
+            yield worker
+
+
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or SIGINT/SIGTERM); in-flight activities get a graceful shutdown."""
     stop = stop or asyncio.Event()
     client = await connect(settings)
     engine = create_engine(settings.effective_database_url)
-    limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
     try:
-        # Temporal owns retries: the HTTP client makes exactly one request per activity attempt.
-        async with httpx.AsyncClient(limits=limits) as http:
+        async with upstream_http() as http:
             worker = build_worker(client, settings, build_activities(settings, engine, http))
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,7 +17,7 @@ from activities.providers import call_provider
 from activities.relay import Relay
 from domain.errors import DomainError
 from domain.pricing import cost_usd, resolve_price
-from domain.routing import serving
+from domain.routing import call_mode, serving
 from schemas.calls import (
     CallModelInput,
     CallModelOutput,
@@ -46,6 +46,7 @@ class LLMActivities:
         http: httpx.AsyncClient,
         upstream_keys: Mapping[str, str],
         relay_token: Callable[[str], str] | None = None,
+        local_call_max_s: float = 60.0,
     ) -> None:
         self._routes = routes
         self._sessions = sessions
@@ -54,6 +55,8 @@ class LLMActivities:
         """Provider name -> API key, read from the environment once by the worker (`Settings.upstream_keys`)."""
         self._relay_token = relay_token
         """Signs a job's relay to the API replica streaming it (`Settings.relay_token`); None: no relay."""
+        self._local_call_max_s = local_call_max_s
+        """`call: auto` deployments whose timeout is at most this run as local activities (`call_mode`)."""
 
     @activity.defn
     async def preflight(self, input: PreflightInput) -> PreflightOutput:
@@ -80,7 +83,7 @@ class LLMActivities:
                     price=resolve_price(deployment.model, deployment.price),
                     timeout_s=provider.timeout_s,
                     retry=provider.retry,
-                    call=provider.call,
+                    call=call_mode(provider.call, provider.timeout_s, self._local_call_max_s),
                     type=deployment.type,
                 )
             )

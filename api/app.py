@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -20,21 +20,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     routes = settings.routes  # a malformed routes file stops start-up here, naming the bad entry
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings.effective_database_url)
         app.state.settings = settings
         app.state.routes = routes
+        app.state.engine = engine
         app.state.sessions = session_factory(engine)
-        # Connected on first use (see deps.get_temporal): the API starts, and /readyz reports, while
-        # Temporal is still coming up.
+        # Connected on first use (`api.temporal.connect_temporal`): the API starts, and /readyz reports,
+        # while Temporal is still coming up.
         app.state.temporal = None
         app.state.temporal_lock = asyncio.Lock()
         app.state.stream_hub = StreamHub()
-        try:
-            yield
-        finally:
-            await engine.dispose()
+        async with contextlib.AsyncExitStack() as lifetime:
+            app.state.lifetime = lifetime
+            try:
+                yield
+            finally:
+                # The API's worker first (its jobs end gracefully), then the database it writes to.
+                await lifetime.aclose()
+                await engine.dispose()
 
     app = FastAPI(
         title="Kintsugi",

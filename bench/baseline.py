@@ -36,9 +36,12 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
 
 WORKFLOW_ID_HEADER = "X-Bench-Workflow-Id"
+CALL_TIMEOUT = timedelta(seconds=30)
+CALL_RETRY = RetryPolicy(maximum_attempts=3)
+"""Three attempts, like the bench routes file gives Kintsugi."""
 
 
-def _env(name: str, default: str | None = None) -> str:
+def env(name: str, default: str | None = None) -> str:
     value = os.environ.get(name, default)
     if value is None:
         raise SystemExit(f"{name} is not set")
@@ -64,14 +67,14 @@ class BaselineWorkflow:
         return await workflow.execute_activity_method(
             UpstreamActivities.call_upstream,
             body,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_attempts=3),
+            start_to_close_timeout=CALL_TIMEOUT,
+            retry_policy=CALL_RETRY,
         )
 
 
 def create_app() -> FastAPI:
-    address = _env("BENCH_TEMPORAL_ADDRESS")
-    task_queue = _env("BENCH_TASK_QUEUE", "baseline")
+    address = env("BENCH_TEMPORAL_ADDRESS")
+    task_queue = env("BENCH_TASK_QUEUE", "baseline")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,19 +101,24 @@ def create_app() -> FastAPI:
     return app
 
 
+def upstream_http() -> httpx.AsyncClient:
+    """The HTTP client of upstream calls, with the same limits as Kintsugi's worker."""
+    limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
+    return httpx.AsyncClient(limits=limits, timeout=30)
+
+
 async def run_worker() -> None:
-    client = await Client.connect(_env("BENCH_TEMPORAL_ADDRESS"))
+    client = await Client.connect(env("BENCH_TEMPORAL_ADDRESS"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # The same HTTP client limits and worker slots as Kintsugi's worker.
-    limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-        activities = UpstreamActivities(http, _env("BENCH_UPSTREAM_URL"))
+    # The same worker slots as Kintsugi's worker.
+    async with upstream_http() as http:
+        activities = UpstreamActivities(http, env("BENCH_UPSTREAM_URL"))
         worker = Worker(
             client,
-            task_queue=_env("BENCH_TASK_QUEUE", "baseline"),
+            task_queue=env("BENCH_TASK_QUEUE", "baseline"),
             workflows=[BaselineWorkflow],
             activities=[activities.call_upstream],
             max_concurrent_activities=200,

@@ -1,25 +1,31 @@
-"""`make bench`: Kintsugi's `/v1/chat/completions` against a direct upstream call and a bare Temporal
-baseline.
+"""`make bench`: Kintsugi's `/v1/chat/completions` against a direct upstream call, a bare Temporal baseline,
+Temporal's floor for a durable call and LiteLLM's proxy.
 
-    python -m bench.run                 # full run (~10 min on 2 cores)
+    python -m bench.run                 # full run (~12 min on 2 cores)
     python -m bench.run --quick         # smoke run
     python -m bench.run --requests 300  # the same number of measured requests in every phase
 
 In one run, against the fake upstream (`tests.support.fake_upstream`) at 0 ms and 200 ms latency, at concurrency
-1, 10 and 50, it measures four systems:
+1, 10 and 50, it measures six systems:
 
-- direct:         the load generator calls the upstream itself;
-- baseline:       `bench.baseline` (an API process + a worker process, one activity per workflow);
-- kintsugi:       Kintsugi's API process + worker process;
-- kintsugi-local: the same with `call: local` deployments (upstream calls as local activities).
+- direct:            the load generator calls the upstream itself;
+- baseline:          `bench.baseline` (an API process + a worker process, one activity per workflow);
+- floor:             `bench.floor`, Temporal's own floor for a durable call here: one API process that runs the
+                     worker on its client, starts each workflow eagerly, and makes the call as a local activity;
+- litellm:           LiteLLM's proxy (`bench.litellm`), one process, no database: a gateway without durability.
+                     The bench installs it into `.data/bench/litellm-venv` on first use and reuses it; when it
+                     cannot (no network), the system is skipped with the reason and the rest goes on;
+- kintsugi:          Kintsugi's API process + worker process, its provider on the default call path;
+- kintsugi-activity: the same with `call: activity` (the path for long calls, on the shared worker pool).
 
-Baseline and Kintsugi each get a fresh Temporal dev server, started with Kintsugi's flags and state in a
+Baseline, floor and Kintsugi each get a fresh Temporal dev server, started with Kintsugi's flags and state in a
 file (like `make up`), so the server's CPU-seconds per 1,000 jobs are attributable. The table, the target
-checks (PASS/MISS) and one workflow history per system (events by type) are printed and written to
-`bench/results/latest.json`. Exit 0 whatever the numbers; non-zero only if the harness breaks.
+checks of `kintsugi` (PASS/MISS/SKIP), the floor's overhead over direct (INFO: reported, not targeted) and one
+workflow history per system (events by type) are printed and written to `bench/results/latest.json`. Exit 0
+whatever the numbers; non-zero only if the harness breaks.
 
-This module is the command line; `bench.systems` starts the processes, `bench.load` drives requests,
-`bench.measure` times phases and meters CPU, `bench.report` derives the figures and prints them.
+This module is the command line; `bench.systems` and `bench.litellm` start the processes, `bench.load` drives
+requests, `bench.measure` times phases and meters CPU, `bench.report` derives the figures and prints them.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report
+from bench import litellm, report
 from bench.measure import Phase, history_of, measure, probe
 from bench.systems import (
     KINTSUGI_SYSTEMS,
@@ -58,7 +64,11 @@ from ops.processes import ChildDied, ProcessGroup
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "latest.json"
-SYSTEMS = ("direct", "baseline", *KINTSUGI_SYSTEMS)
+LITELLM_VENV = REPO / ".data" / "bench" / "litellm-venv"
+"""Kept between runs (`.data/` is not committed; `make clean` removes it)."""
+SYSTEMS = ("direct", "baseline", "floor", "litellm", *KINTSUGI_SYSTEMS)
+UNSTREAMED = ("baseline", "floor")
+"""Systems that do not stream (their call returns one JSON answer), so have no time to first token."""
 
 
 @dataclass
@@ -67,7 +77,9 @@ class Measured:
     histories: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     """One workflow history per system that runs workflows."""
     ttft: list[TtftResult] = field(default_factory=list)
-    """Time to first token of the systems that stream (the baseline does not)."""
+    """Time to first token of the systems that stream (not those in `UNSTREAMED`)."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Systems that could not run, with the reason (LiteLLM when it cannot be installed or started)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -122,7 +134,7 @@ def bench(
         configure_upstream(upstreams[0].url)
 
     def time_first_tokens(target: Target, upstream: Upstream) -> None:
-        if ttft_n and upstream is upstreams[0] and target.system != "baseline":
+        if ttft_n and upstream is upstreams[0] and target.system not in UNSTREAMED:
             model = STREAM_MODEL if target.system == "direct" else "bench-stream"
             measured.ttft.append(measure_ttft(target.system, target.url, model, target.headers, n=ttft_n))
 
@@ -139,6 +151,17 @@ def bench(
             for upstream in upstreams:
                 scenarios(direct_target(upstream), upstream.latency_ms)
                 time_first_tokens(direct_target(upstream), upstream)
+            continue
+        if system == "litellm":
+            try:
+                command = litellm.ensure_installed(LITELLM_VENV, note=lambda text: print(f"  {text}", flush=True))
+                for upstream in upstreams:
+                    with litellm.litellm_target(command, workdir / system, upstream) as target:
+                        scenarios(target, upstream.latency_ms)
+                        time_first_tokens(target, upstream)
+            except litellm.LiteLLMUnavailable as err:
+                print(f"  skipped: {err}", flush=True)
+                measured.skipped[system] = str(err)
             continue
         system_dir = workdir / system
         with dev_server(group, system_dir) as server:
@@ -179,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     duration = time.monotonic() - started
 
-    rows = report.rows(measured.phases)
+    rows = report.rows(measured.phases, measured.histories)
     checks = report.targets(measured.phases)
+    notes = report.reported(measured.phases)
     print()
-    print(report.summary(rows, checks, measured.histories))
+    print(report.summary(rows, checks, notes, measured.histories, measured.skipped))
     if measured.ttft:
         print()
         print(ttft_table(measured.ttft))
@@ -205,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency": args.concurrency,
             "systems": args.systems,
         },
+        "litellm": litellm.REQUIREMENT if "litellm" in args.systems else None,
+        "skipped": measured.skipped,
         "phases": rows,
         "targets": [check.to_json() for check in checks],
+        "reported": [note.to_json() for note in notes],
         "histories": measured.histories,
         "ttft": [result.row() for result in measured.ttft],
     }

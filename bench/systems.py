@@ -1,5 +1,7 @@
 """The systems under load, each started as separate processes: the fake upstream, a fresh Temporal dev server,
-the bare baseline (`bench.baseline`) and Kintsugi, each API + worker pair on one dev server and task queue."""
+the bare baseline (`bench.baseline`) and Kintsugi, each API + worker pair on one dev server and task queue, and
+Temporal's floor (`bench.floor`), one API process that runs its own worker. LiteLLM's proxy, which needs none of
+these, is in `bench.litellm`."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.baseline import WORKFLOW_ID_HEADER as BASELINE_ID_HEADER
+from bench.baseline import WORKFLOW_ID_HEADER as BENCH_ID_HEADER
 from bench.ttft import STREAM_MODEL
 from ops.devserver import DevServer, start_dev_server
 from ops.processes import Child, ProcessGroup
@@ -21,8 +23,9 @@ HOST = "127.0.0.1"
 UPSTREAM_MODEL = "bench-model"
 ADMIN_KEY = "bench-admin-key-0123456789"
 KINTSUGI_ID_HEADER = "X-Kintsugi-Job-Id"
-KINTSUGI_SYSTEMS = {"kintsugi": "activity", "kintsugi-local": "local"}
-"""Kintsugi with its default `call: activity` deployments, and with `call: local` (calls as local activities)."""
+KINTSUGI_SYSTEMS: dict[str, str | None] = {"kintsugi": None, "kintsugi-activity": "activity"}
+"""The `call:` of the upstream provider per Kintsugi system: none (Kintsugi's default: the hot path), and
+`activity` (the path for long calls, on the shared worker pool)."""
 
 ROUTES_TEMPLATE = """\
 providers:
@@ -31,8 +34,7 @@ providers:
     base_url: "{base_url}/v1"
     timeout_s: 30
     retry: {{max_attempts: 3}}
-    call: {call}
-routes:
+{call_line}routes:
   bench:
     - {{provider: upstream, model: {model}, price: {{input_per_mtok: 0.0, output_per_mtok: 0.0}}}}
   bench-stream:
@@ -55,7 +57,8 @@ class Upstream:
 class App:
     """One system's worker and API processes."""
 
-    worker: Child
+    worker: Child | None
+    """None when the API process runs the worker itself (the floor)."""
     api: Child
     url: str
 
@@ -72,11 +75,11 @@ class Target:
     meters: dict[str, Child] = field(default_factory=dict)
 
 
-def _body(model: str) -> dict[str, Any]:
+def chat_body(model: str) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": "hi"}]}
 
 
-def _base_env() -> dict[str, str]:
+def base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KINTSUGI_", "BENCH_"))}
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -93,16 +96,25 @@ def start_upstream(group: ProcessGroup, latency_ms: int) -> Upstream:
     port = free_port()
     command = [sys.executable, "-m", "tests.support.fake_upstream", "--host", HOST, "--port", str(port),
                "--latency-ms", str(latency_ms)]  # fmt: skip
-    child = group.start(f"upstream-{latency_ms}ms", command, env=_base_env())
+    child = group.start(f"upstream-{latency_ms}ms", command, env=base_env())
     url = f"http://{HOST}:{port}"
-    _wait_ready(f"{url}/v1/models", child, timeout_s=30)
+    wait_ready(f"{url}/v1/models", child, timeout_s=30)
     return Upstream(latency_ms, child, url)
+
+
+def routes_yaml(upstream_url: str, call: str | None) -> str:
+    """Kintsugi's routes file for the bench: `bench` and `bench-stream` on the upstream; `call` unset leaves the
+    provider on Kintsugi's default."""
+    call_line = f"    call: {call}\n" if call is not None else ""
+    return ROUTES_TEMPLATE.format(
+        base_url=upstream_url, model=UPSTREAM_MODEL, stream_model=STREAM_MODEL, call_line=call_line
+    )
 
 
 def direct_target(upstream: Upstream) -> Target:
     """The load generator calls the upstream itself."""
     url = f"{upstream.url}/v1/chat/completions"
-    return Target("direct", url, _body(UPSTREAM_MODEL), meters={"upstream": upstream.child})
+    return Target("direct", url, chat_body(UPSTREAM_MODEL), meters={"upstream": upstream.child})
 
 
 @contextmanager
@@ -110,7 +122,7 @@ def dev_server(group: ProcessGroup, workdir: Path) -> Iterator[DevServer]:
     """A fresh dev server, exactly as Kintsugi runs it (flags, search attributes, SQLite file, WAL), so its
     CPU-seconds per job are attributable to one system."""
     workdir.mkdir(parents=True, exist_ok=True)
-    server = start_dev_server(group, db_file=workdir / "temporal.db", env=_base_env())
+    server = start_dev_server(group, db_file=workdir / "temporal.db", env=base_env())
     try:
         yield server
     finally:
@@ -130,27 +142,45 @@ def kintsugi_database(workdir: Path) -> str:
 def app_target(
     system: str, group: ProcessGroup, workdir: Path, server: DevServer, upstream: Upstream, database_url: str
 ) -> Iterator[Target]:
-    """`system`'s worker and API against `upstream`, on a task queue of their own, as a load target."""
+    """`system`'s processes against `upstream`, on a task queue of their own, as a load target."""
     queue = f"{system}-{upstream.latency_ms}ms"
     app: AbstractContextManager[App]
+    # The baseline and the floor pass the upstream's own model on, take no auth, and share a workflow id header.
+    body, id_header = chat_body(UPSTREAM_MODEL), BENCH_ID_HEADER
+    headers: dict[str, str] = {}
     if system == "baseline":
         app = baseline_app(group, server.address, upstream.url, queue)
-        body, headers, id_header = _body(UPSTREAM_MODEL), {}, BASELINE_ID_HEADER
+    elif system == "floor":
+        app = floor_app(group, server.address, upstream.url, queue)
     else:
         call = KINTSUGI_SYSTEMS[system]
         app = kintsugi_app(group, workdir, server.address, upstream.url, queue, database_url, call)
-        body, headers, id_header = _body("bench"), {"Authorization": f"Bearer {ADMIN_KEY}"}, KINTSUGI_ID_HEADER
+        body, id_header = chat_body("bench"), KINTSUGI_ID_HEADER
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with app as running:
-        meters = {"server": server.child, "worker": running.worker, "api": running.api, "upstream": upstream.child}
+        workers = {"worker": running.worker} if running.worker is not None else {}
+        meters = {"server": server.child, **workers, "api": running.api, "upstream": upstream.child}
         yield Target(system, f"{running.url}/v1/chat/completions", body, headers, id_header, meters)
+
+
+def bench_env(address: str, upstream_url: str, task_queue: str) -> dict[str, str]:
+    """The configuration of the baseline's and the floor's processes."""
+    return {**base_env(), "BENCH_TEMPORAL_ADDRESS": address, "BENCH_TASK_QUEUE": task_queue,
+            "BENCH_UPSTREAM_URL": upstream_url}  # fmt: skip
 
 
 @contextmanager
 def baseline_app(group: ProcessGroup, address: str, upstream_url: str, task_queue: str) -> Iterator[App]:
-    env = {**_base_env(), "BENCH_TEMPORAL_ADDRESS": address, "BENCH_TASK_QUEUE": task_queue,
-           "BENCH_UPSTREAM_URL": upstream_url}  # fmt: skip
+    env = bench_env(address, upstream_url, task_queue)
     worker = ["-m", "bench.baseline", "worker"]
     with _worker_and_api(group, "baseline", worker, "bench.baseline:create_app", "/healthz", env) as app:
+        yield app
+
+
+@contextmanager
+def floor_app(group: ProcessGroup, address: str, upstream_url: str, task_queue: str) -> Iterator[App]:
+    env = bench_env(address, upstream_url, task_queue)
+    with _worker_and_api(group, "floor", None, "bench.floor:create_app", "/healthz", env) as app:
         yield app
 
 
@@ -162,14 +192,12 @@ def kintsugi_app(
     upstream_url: str,
     task_queue: str,
     database_url: str,
-    call: str,
+    call: str | None,
 ) -> Iterator[App]:
     routes_file = workdir / f"routes-{task_queue}.yaml"
-    routes_file.write_text(
-        ROUTES_TEMPLATE.format(base_url=upstream_url, model=UPSTREAM_MODEL, stream_model=STREAM_MODEL, call=call)
-    )
+    routes_file.write_text(routes_yaml(upstream_url, call))
     env = {
-        **_base_env(),
+        **base_env(),
         "KINTSUGI_ENV": "dev",
         "KINTSUGI_DATA_DIR": str(workdir),
         "KINTSUGI_ADMIN_API_KEY": ADMIN_KEY,
@@ -184,25 +212,33 @@ def kintsugi_app(
 
 @contextmanager
 def _worker_and_api(
-    group: ProcessGroup, name: str, worker_args: list[str], app_factory: str, ready_path: str, env: dict[str, str]
+    group: ProcessGroup,
+    name: str,
+    worker_args: list[str] | None,
+    app_factory: str,
+    ready_path: str,
+    env: dict[str, str],
 ) -> Iterator[App]:
-    """A system's worker and API processes, the same layout for the baseline and Kintsugi."""
+    """A system's worker and API processes, the same layout for the baseline and Kintsugi; `worker_args=None`
+    starts the API alone, for a system whose API process runs its worker (the floor)."""
     port = free_port()
     # Kintsugi's API names its own address in streamed jobs so the worker can relay their tokens to it.
     env = {**env, "KINTSUGI_API_PORT": str(port)}
-    worker = group.start(f"{name}-worker", [sys.executable, *worker_args], env=env)
+    worker = None if worker_args is None else group.start(f"{name}-worker", [sys.executable, *worker_args], env=env)
     api = group.start(f"{name}-api", _uvicorn(app_factory, port), env=env)
     try:
         url = f"http://{HOST}:{port}"
-        _wait_ready(f"{url}{ready_path}", api, timeout_s=60)
-        worker.check()
+        wait_ready(f"{url}{ready_path}", api, timeout_s=60)
+        if worker is not None:
+            worker.check()
         yield App(worker, api, url)
     finally:
         group.stop(api)
-        group.stop(worker)
+        if worker is not None:
+            group.stop(worker)
 
 
-def _wait_ready(url: str, child: Child, *, timeout_s: float) -> None:
+def wait_ready(url: str, child: Child, *, timeout_s: float) -> None:
     """Until `url` answers 200. A timeout names the child's last lines: its log goes with the work dir."""
     try:
         wait_http_ok(url, timeout_s=timeout_s, check=child.check)

@@ -99,12 +99,12 @@ def table(results: list[TtftResult]) -> str:
     lines = [
         f"Time to first token, stream: true, upstream chunks {STREAM_CHUNK_DELAY_MS} ms apart "
         f"({STREAM_CHUNKS} chunks), concurrency 1:",
-        f"{'system':<14} {'n':>4} {'err':>4} {'TTFT p50':>9} {'TTFT p95':>9} {'total p50':>10}",
+        f"{'system':<17} {'n':>4} {'err':>4} {'TTFT p50':>9} {'TTFT p95':>9} {'total p50':>10}",
     ]
     for result in results:
         row = result.row()
         lines.append(
-            f"{row['system']:<14} {row['n']:>4} {row['errors']:>4} {_ms(row['ttft_p50_ms'])} "
+            f"{row['system']:<17} {row['n']:>4} {row['errors']:>4} {_ms(row['ttft_p50_ms'])} "
             f"{_ms(row['ttft_p95_ms'])} {_ms(row['total_p50_ms'], 10)}"
         )
     return "\n".join(lines)

@@ -34,7 +34,7 @@ from domain.job_view import job_resource, job_summary, state_from_failure, summa
 from domain.pagination import decode_cursor, encode_cursor
 from schemas import search_attributes as search_attrs
 from schemas.contracts import JOB_WORKFLOW_TYPE
-from schemas.jobs import Job, JobCreate, JobInput, JobList, JobState, JobStatus, RepairInput
+from schemas.jobs import JOB_REVISION, Job, JobCreate, JobInput, JobList, JobState, JobStatus, RepairInput
 from settings import Settings
 from workflows.llm_job import LLMJobWorkflow
 
@@ -60,13 +60,18 @@ async def start_job(
     request: JobCreate,
     job_id: str | None = None,
     relay_url: str | None = None,
+    eager: bool = False,
 ) -> JobHandle:
     """Start the job (or find the one its idempotency key started).
 
     Args:
         job_id: Chosen by the caller when it must know the id before the job runs (to watch its stream).
         relay_url: The API replica that relays the answer live to a client (`JobInput.relay_url`).
+        eager: Someone waits for the answer: ask the server to hand the job's first workflow task straight
+            back to this process's worker (`Settings.api_worker`), which then runs the whole job in it. The
+            server or a busy worker may refuse; the job then runs on the shared workers, as any other.
     """
+    eager = eager and settings.api_worker
     job_id = job_id or job_id_for(tenant_id, request.idempotency_key)
     job_input = JobInput(
         tenant_id=tenant_id,
@@ -79,6 +84,7 @@ async def start_job(
         kind=request.kind,
         embedding=request.embedding,
         relay_url=relay_url,
+        revision=JOB_REVISION,
     )
     size = len(job_input.model_dump_json())
     if size > MAX_JOB_INPUT_BYTES:
@@ -93,9 +99,12 @@ async def start_job(
                 [
                     SearchAttributePair(search_attrs.TENANT, tenant_id),
                     SearchAttributePair(search_attrs.MODEL, request.model),
-                    SearchAttributePair(search_attrs.STATUS, "queued"),
+                    # A job started eagerly is running as it is listed; any other waits for a worker and
+                    # says `running` once one picks it up (one upsert).
+                    SearchAttributePair(search_attrs.STATUS, "running" if eager else "queued"),
                 ]
             ),
+            request_eager_start=eager,
             # A repeated idempotency key returns the job it started, running or finished, never a second one.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # So that reading a job without asking a worker still shows its metadata.

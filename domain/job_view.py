@@ -14,7 +14,7 @@ from schemas import errors
 from schemas import search_attributes as search_attrs
 from schemas.contracts import JOB_WORKFLOW_TYPE
 from schemas.failures import read_details
-from schemas.jobs import TERMINAL_STATUSES, Job, JobError, JobState, JobStatus, JobSummary
+from schemas.jobs import Job, JobError, JobState, JobStatus, JobSummary
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:/@-]{1,200}$")
 """What a model filter may hold: it is spliced into a visibility query, so no quotes or spaces."""
@@ -24,7 +24,7 @@ def visibility_query(tenant_id: str, *, status: JobStatus | None, model: str | N
     """The list filter for one tenant's jobs; a model name that could break out of the query is refused."""
     query = f"WorkflowType = '{JOB_WORKFLOW_TYPE}' AND {search_attrs.TENANT.name} = '{tenant_id}'"
     if status is not None:
-        query += f" AND {search_attrs.STATUS.name} = '{status}'"
+        query += f" AND {_status_filter(status)}"
     if model is not None:
         if not _SAFE_VALUE.match(model):
             raise InvalidFilter("model may hold letters, digits and ._:/@- only")
@@ -32,12 +32,30 @@ def visibility_query(tenant_id: str, *, status: JobStatus | None, model: str | N
     return query
 
 
+_CLOSED_AS: dict[JobStatus, str] = {
+    "succeeded": "'Completed'",
+    "failed": "'Failed', 'Terminated', 'TimedOut'",
+    "cancelled": "'Canceled'",
+}
+"""Final job statuses by the execution statuses that close a job so (`summary_status` reads them back)."""
+
+
+def _status_filter(status: JobStatus) -> str:
+    """A final status is the execution's own (the workflow does not upsert it); a running job's is ours."""
+    if status in _CLOSED_AS:
+        return f"ExecutionStatus IN ({_CLOSED_AS[status]})"
+    return f"ExecutionStatus = 'Running' AND {search_attrs.STATUS.name} = '{status}'"
+
+
 def summary_status(execution: WorkflowExecution) -> JobStatus:
-    """The job status of a workflow from the server's record alone (no worker asked)."""
-    recorded = execution.typed_search_attributes.get(search_attrs.STATUS) or "queued"
-    if execution.status == WorkflowExecutionStatus.RUNNING or recorded in TERMINAL_STATUSES:
-        return recorded  # type: ignore[return-value]  # the workflow upserts only JobStatus values
-    # Closed from outside the workflow (terminated, timed out, cancelled before it ran).
+    """The job status of a workflow from the server's record alone (no worker asked): `KintsugiStatus` while it
+    runs (queued, running, parked), the execution status once closed (by the job itself or from outside:
+    terminated, timed out)."""
+    if execution.status == WorkflowExecutionStatus.RUNNING:
+        listed = execution.typed_search_attributes.get(search_attrs.STATUS) or "queued"
+        return listed  # type: ignore[return-value]  # the workflow upserts only JobStatus values
+    if execution.status == WorkflowExecutionStatus.COMPLETED:
+        return "succeeded"
     return "cancelled" if execution.status == WorkflowExecutionStatus.CANCELED else "failed"
 
 

@@ -9,7 +9,7 @@ from domain.capabilities import unsupported
 from domain.errors import ModelTypeMismatch, UnknownModel, UnsupportedParameter
 from schemas.jobs import JobKind, JobParams
 from schemas.messages import ChatMessage
-from schemas.routes import DeploymentConfig, RoutesConfig
+from schemas.routes import CallMode, CallSetting, DeploymentConfig, RoutesConfig
 
 
 def require_route(
@@ -61,3 +61,11 @@ def serving(
     if not usable:
         raise UnsupportedParameter(model, refused)
     return usable
+
+
+def call_mode(call: CallSetting, timeout_s: float, local_call_max_s: float) -> CallMode:
+    """How a deployment's calls run: as configured, or for `auto`, a local activity unless the call may last
+    longer than `local_call_max_s` (a long local call costs a workflow-task heartbeat every ~8 s)."""
+    if call != "auto":
+        return call
+    return "local" if timeout_s <= local_call_max_s else "activity"

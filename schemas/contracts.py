@@ -58,6 +58,11 @@ def parse_deployment_summary(summary: str) -> tuple[str, str] | None:
     return (provider, model) if sep and provider else None
 
 
-def event_key(job_id: str, run_id: str, event_seq: int) -> str:
-    """The idempotency key of a lifecycle event row: a replayed or retried write adds nothing."""
-    return f"{job_id}:{run_id}:{event_seq}"
+def event_key(job_id: str, run_id: str, event_seq: int, type: EventType) -> str:
+    """The idempotency key of a lifecycle event row: a replayed or retried write adds nothing.
+
+    The type is part of it because a workflow task whose completion the server refused (a cancel arrived
+    while its local activities ran) has already written its events; the task run again may take another
+    path, and its events must not be dropped as repeats of different ones with the same number.
+    """
+    return f"{job_id}:{run_id}:{event_seq}:{type}"

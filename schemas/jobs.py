@@ -13,6 +13,9 @@ from schemas.routes import DeploymentType
 
 JobStatus = Literal["queued", "running", "parked", "succeeded", "failed", "cancelled"]
 OnExhausted = Literal["fail", "park"]
+JOB_REVISION = 2
+"""The job workflow's current revision (`JobInput.revision`). 2: statuses that visibility already knows
+(every final one, and `running` for a job started as running) are not upserted."""
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 JobKind = DeploymentType
 """What a job asks for: a chat completion or embeddings; only a route of deployments of that type serves it."""
@@ -171,6 +174,10 @@ class JobInput(BaseModel):
     relay_url: str | None = None
     """Where the worker streams the answer's chunks as they arrive: the API replica holding the client's
     connection (`POST {relay_url}/internal/relay/{job_id}`). None when nobody is listening live."""
+    revision: int = 1
+    """Which commands the workflow issues for this job (`JOB_REVISION` for every new one). A change to them
+    takes a new revision and keeps the old path, so a deploy never breaks a job in flight and no patch marker
+    is spent; absent (1) in histories recorded before revisions."""
 
 
 class JobState(BaseModel):

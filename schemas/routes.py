@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas.validation import describe
 
 CallMode = Literal["activity", "local"]
+"""How a planned call runs: an ordinary activity on the shared worker pool, or a local activity inside the
+workflow task of whichever worker runs the job (the API process itself, for a synchronous request)."""
+CallSetting = Literal["auto", "activity", "local"]
 DeploymentType = Literal["chat", "embedding"]
 
 
@@ -45,11 +48,13 @@ class _ProviderBase(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0)
     """Start-to-close timeout of one upstream call."""
     retry: RetryConfig = DEFAULT_CALL_RETRY
-    call: CallMode = "activity"
-    """How the workflow runs each call: `activity` suits any call; `local` (a local activity) costs the
-    Temporal server about 40% less per job and suits calls that finish in seconds. A local call that
-    outlives the workflow task timeout keeps it alive with extra history events, and a crashed worker's call
-    is retried only after that timeout (10 s)."""
+    call: CallSetting = "auto"
+    """How the workflow runs each call. `local`: a local activity, in the same workflow task as the job's
+    bookkeeping (for a synchronous request, in the API process that received it): the fewest server writes
+    and the lowest latency; a call longer than ~8 s adds a workflow-task heartbeat (3 history events) every
+    8 s, and a crashed worker's call is retried once the workflow task times out (10 s). `activity`: an
+    ordinary activity on the shared worker pool, for calls that run for minutes. `auto` (the default):
+    `local` when `timeout_s` is at most `KINTSUGI_LOCAL_CALL_MAX_S` (60 s), `activity` otherwise."""
 
 
 class SimulatorProvider(_ProviderBase):

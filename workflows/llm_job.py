@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.contracts import JOB_WORKFLOW_TYPE, EventType, call_activity_id, deployment_summary, event_key
     from schemas.jobs import (
+        TERMINAL_STATUSES,
         DeploymentRef,
         JobError,
         JobInput,
@@ -73,6 +74,8 @@ class LLMJobWorkflow:
         self._call_seq = 0
         self._event_seq = 0
         self._pending_events: list[JobEvent] = []
+        self._listed_status = workflow.info().typed_search_attributes.get(search_attrs.STATUS)
+        """`KintsugiStatus` as visibility has it: set at start, then by our upserts."""
 
     @workflow.run
     async def run(self, input: JobInput) -> JobState:
@@ -265,11 +268,17 @@ class LLMJobWorkflow:
 
     def _set_status(self, status: JobStatus) -> None:
         self._state.status = status
+        if self._input.revision >= 2 and (status in TERMINAL_STATUSES or status == self._listed_status):
+            # The close event tells visibility how the job ended (`domain.job_view.listed_status`), and a job
+            # started as running is listed so already: each upsert skipped is a history event and a
+            # visibility write saved.
+            return
+        self._listed_status = status
         workflow.upsert_search_attributes([search_attrs.STATUS.value_set(status)])
 
     def _new_event(self, type: EventType, **data: Any) -> JobEvent:
         self._event_seq += 1
-        key = event_key(workflow.info().workflow_id, workflow.info().run_id, self._event_seq)
+        key = event_key(workflow.info().workflow_id, workflow.info().run_id, self._event_seq, type)
         return JobEvent(key=key, type=type, at=workflow.now(), data=data)
 
     def _event(self, type: EventType, **data: Any) -> None:

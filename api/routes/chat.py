@@ -56,7 +56,9 @@ async def chat_completions(
         raise ApiError(422, "validation_error", describe(err.errors()[0])) from err
     if body.stream and settings.stream_relay:
         return await _stream_live(body, job_request, principal.tenant_id, temporal, settings, hub)
-    handle = await job_client.start_job(temporal, settings, tenant_id=principal.tenant_id, request=job_request)
+    handle = await job_client.start_job(
+        temporal, settings, tenant_id=principal.tenant_id, request=job_request, eager=True
+    )
     state = await wait_finished(handle, body.model, settings.chat_timeout_s)
     result = answer_or_error(handle.id, state)
     created = int(state.finished_at.timestamp() if state.finished_at else 0)
@@ -97,6 +99,7 @@ async def _stream_live(
             request=job_request,
             job_id=job_id,
             relay_url=settings.relay_base_url,
+            eager=True,
         )
         job = asyncio.ensure_future(job_client.finished_state(handle, body.model))
         await first_news(hub, job_id, job)

@@ -36,8 +36,10 @@ async def submit_job(
     prefer: Annotated[str | None, Header()] = None,
 ) -> Job:
     require_route(routes, body.model, kind=body.kind, params=body.params, messages=body.messages)
-    handle = await job_client.start_job(temporal, settings, tenant_id=principal.tenant_id, request=body)
     wait_s = prefer_wait(prefer, settings.max_wait_s)
+    handle = await job_client.start_job(
+        temporal, settings, tenant_id=principal.tenant_id, request=body, eager=wait_s is not None
+    )
     if wait_s is not None:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
         if await job_client.wait_for_job(handle, wait_s):

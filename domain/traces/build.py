@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from domain.traces.history import task_times
 from domain.traces.spans import SpanBuilder
 from schemas.contracts import call_seq_of_cost_key
 from schemas.traces import BilledCall, Span, Trace
@@ -17,8 +18,9 @@ from schemas.traces import BilledCall, Span, Trace
 def build_trace(job_id: str, history: dict[str, Any]) -> Trace:
     """The trace of one job from `{"events": [...]}`; a history without a start event raises ValueError."""
     builder = SpanBuilder()
-    for event in history.get("events") or []:
-        builder.add(event)
+    events = history.get("events") or []
+    for event, at in zip(events, task_times(events), strict=True):
+        builder.add(event, at)
     if builder.root is None:
         raise ValueError(f"history of {job_id} has no WorkflowExecutionStarted event")
     _order(builder.root)

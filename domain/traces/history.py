@@ -122,3 +122,32 @@ def _failure_type(failure: dict[str, Any]) -> str | None:
 def enum_name(value: Any, prefix: str) -> str:
     """`maximum_attempts_reached` from `RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED`."""
     return str(value or "").removeprefix(prefix).lower()
+
+
+def task_times(events: list[dict[str, Any]]) -> list[datetime]:
+    """When each event happened, as near as history tells: its own time, or earlier for the events a workflow
+    task's completion recorded.
+
+    Those events (commands, local-activity markers, accepted Updates) all carry the completion's time, yet the
+    workflow issued them while the task ran, in history order, between local activities whose markers say
+    when each was scheduled (`original_schedule_time`, wall clock). So an event followed, before the next task
+    completion, by a marker happened no later than that marker's local activity was scheduled; a marker's own
+    time is thus when its local activity ended (no later than the next one started).
+    """
+    times = [event_time(event) for event in events]
+    next_start: datetime | None = None
+    for i in range(len(events) - 1, -1, -1):
+        if next_start is not None:
+            times[i] = min(times[i], next_start)
+        kind = event_type(events[i])
+        if kind == "WORKFLOW_TASK_COMPLETED":
+            next_start = None
+        elif kind == "MARKER_RECORDED":
+            next_start = local_activity_scheduled(events[i]) or next_start
+    return times
+
+
+def local_activity_scheduled(event: dict[str, Any]) -> datetime | None:
+    """When a local-activity marker's activity was first scheduled (None for another marker)."""
+    data = first_payload((attributes(event).get("details") or {}).get("data"))
+    return parse_time(data.get("original_schedule_time")) if isinstance(data, dict) else None

@@ -67,10 +67,11 @@ class SpanBuilder:
             **{name: self._closed for name in _CLOSES},
         }
 
-    def add(self, event: dict[str, Any]) -> None:
+    def add(self, event: dict[str, Any], at: datetime | None = None) -> None:
+        """Feed one event; `at` is when it happened if not its own time (`history.task_times`)."""
         handler = self._handlers.get(h.event_type(event))
         if handler is not None and (self.root is not None or handler == self._started):
-            handler(event, h.attributes(event), h.event_time(event))
+            handler(event, h.attributes(event), at or h.event_time(event))
 
     def _root(self) -> Span:
         # `add` dispatches nothing but the start event until the root exists.
@@ -156,7 +157,9 @@ class SpanBuilder:
             return
         data = h.first_payload((attrs.get("details") or {}).get("data"))
         data = data if isinstance(data, dict) else {}
-        completed = h.parse_time(data.get("complete_time")) or at
+        # `complete_time` is not a clock reading (the task's start plus the last attempt's run time): the
+        # activity ended by the marker's time as `task_times` gives it.
+        completed = at
         scheduled = h.parse_time(data.get("original_schedule_time")) or completed
         name = str(data.get("activity_type") or "local_activity")
         failure = h.failure_info(attrs.get("failure"))

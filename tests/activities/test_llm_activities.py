@@ -26,7 +26,7 @@ from schemas.calls import (
     RecordEventsInput,
     ResolvedPrice,
 )
-from schemas.contracts import event_key
+from schemas.contracts import EventType, event_key
 from schemas.failures import CallFailureDetails, read_details
 from schemas.jobs import ChatMessage, JobParams, Usage
 from schemas.routes import RetryConfig, RoutesConfig
@@ -61,12 +61,14 @@ def routes(upstream: FakeUpstream, prefix: str, monkeypatch: pytest.MonkeyPatch)
             "providers": {
                 "up": {**provider, "region": "eu", "retry": {"max_attempts": 5}},
                 "up-local": {**provider, "region": "us", "call": "local"},
+                # `call: auto` as `up`, but its calls may outlast `local_call_max_s` (60 s).
+                "up-long": {**provider, "region": "eu", "timeout_s": 300, "retry": {"max_attempts": 5}},
             },
             "routes": {
                 "fast": [
                     {"provider": "up", "model": f"{prefix}-a", "price": PRICE},
                     {"provider": "up-local", "model": "gpt-4o-mini"},
-                    {"provider": "up", "model": f"{prefix}-unpriced"},
+                    {"provider": "up-long", "model": f"{prefix}-unpriced"},
                 ],
             },
         }
@@ -109,10 +111,12 @@ def call_input(model: str) -> CallModelInput:
     )
 
 
-def events(job_id: str, *types: str, first: int = 1) -> list[JobEvent]:
-    """Events keyed as the workflow keys them (job, run, sequence), numbered from `first`."""
+def events(job_id: str, *types: EventType, first: int = 1) -> list[JobEvent]:
+    """Events keyed as the workflow keys them (job, run, sequence, type), numbered from `first`."""
     at = datetime(2025, 1, 1, tzinfo=UTC)
-    return [JobEvent(key=event_key(job_id, "run", n), type=t, at=at, data={"n": n}) for n, t in enumerate(types, first)]
+    return [
+        JobEvent(key=event_key(job_id, "run", n, t), type=t, at=at, data={"n": n}) for n, t in enumerate(types, first)
+    ]
 
 
 async def cost_rows(sessions: async_sessionmaker[AsyncSession], job_id: str) -> list[ModelCostLog]:
@@ -136,9 +140,9 @@ async def test_preflight_plans_the_route_in_order_with_regions_and_prices(
     )
 
     assert [(d.provider, d.model, d.region, d.call) for d in plan.deployments] == [
-        ("up", f"{prefix}-a", "eu", "activity"),
+        ("up", f"{prefix}-a", "eu", "local"),
         ("up-local", "gpt-4o-mini", "us", "local"),
-        ("up", f"{prefix}-unpriced", "eu", "activity"),
+        ("up-long", f"{prefix}-unpriced", "eu", "activity"),
     ]
     priced, catalogue, unpriced = (d.price for d in plan.deployments)
     assert priced == ResolvedPrice(**PRICE, known=True)
@@ -261,7 +265,7 @@ async def test_record_events_is_idempotent(
 
     written = await event_rows(sqlite_sessions, job_id)
     assert [(e.event_key, e.type, e.tenant_id) for e in written] == [
-        (event_key(job_id, "run", 1), "job.started", TENANT),
-        (event_key(job_id, "run", 2), "job.parked", TENANT),
-        (event_key(job_id, "run", 3), "job.failed", TENANT),
+        (event_key(job_id, "run", 1, "job.started"), "job.started", TENANT),
+        (event_key(job_id, "run", 2, "job.parked"), "job.parked", TENANT),
+        (event_key(job_id, "run", 3, "job.failed"), "job.failed", TENANT),
     ]

@@ -8,16 +8,33 @@ from temporalio.exceptions import ApplicationError, CancelledError, TerminatedEr
 
 from domain.errors import InvalidFilter
 from domain.job_view import state_from_failure, visibility_query
-from schemas.jobs import JobError, JobState
+from schemas.jobs import JobError, JobState, JobStatus
 
 
 def test_the_visibility_query_is_scoped_to_the_tenant_and_filters() -> None:
     query = visibility_query("ten_1", status="parked", model="openai/gpt-4o-mini")
 
     assert "KintsugiTenant = 'ten_1'" in query
-    assert "KintsugiStatus = 'parked'" in query
+    assert "ExecutionStatus = 'Running' AND KintsugiStatus = 'parked'" in query
     assert "KintsugiModel = 'openai/gpt-4o-mini'" in query
     assert "KintsugiStatus" not in visibility_query("ten_1", status=None, model=None)
+
+
+@pytest.mark.parametrize(
+    ("status", "closed_as"),
+    [
+        ("succeeded", "ExecutionStatus IN ('Completed')"),
+        ("failed", "ExecutionStatus IN ('Failed', 'Terminated', 'TimedOut')"),
+        ("cancelled", "ExecutionStatus IN ('Canceled')"),
+    ],
+)
+def test_a_final_status_is_filtered_by_how_the_execution_closed(status: JobStatus, closed_as: str) -> None:
+    # The workflow does not upsert final statuses (`JobInput.revision` 2): `KintsugiStatus` says how a job
+    # was last listed while it ran, the execution status how it ended.
+    query = visibility_query("ten_1", status=status, model=None)
+
+    assert query.endswith(f" AND {closed_as}")
+    assert "KintsugiStatus" not in query
 
 
 @pytest.mark.parametrize("model", ["x' OR KintsugiTenant = 'other", "a b", "", "x" * 201])

@@ -1,9 +1,16 @@
-"""Traces: `build_trace` on recorded job histories, and costs attached to the billed call."""
+"""Traces: `build_trace` on recorded job histories, and costs attached to the billed call.
+
+The recordings (`tests.support.record_histories`) run their calls as local activities, the default, except
+those named `*_activity`; histories of older workflow revisions (`revision-N/`) must still make traces, since
+Temporal keeps a finished job's history for its retention period.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +19,18 @@ from domain.traces.build import attach_costs, build_trace, walk
 from schemas.contracts import cost_key
 from schemas.traces import BilledCall, Span, Trace
 from tests.support.common import HISTORIES
+from tests.support.harness import FAST_RETRY
+
+EVERY_HISTORY = sorted(HISTORIES.glob("**/*.json"))
+"""This revision's recordings and older revisions' (`revision-N/`)."""
 
 
 def history(name: str) -> dict[str, Any]:
     return json.loads((HISTORIES / f"{name}.json").read_text())
+
+
+def event_types(name: str) -> list[str]:
+    return [event["eventType"].removeprefix("EVENT_TYPE_") for event in history(name)["events"]]
 
 
 def trace_of(name: str) -> Trace:
@@ -30,9 +45,19 @@ def calls(trace: Trace) -> list[Span]:
     return [span for span in walk(trace.root) if span.name == "call_model"]
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in HISTORIES.glob("*.json")))
-def test_every_span_is_closed_ordered_and_linked(name: str) -> None:
-    trace = trace_of(name)
+def park_of(trace: Trace) -> Span:
+    [park] = [span for span in trace.root.children if span.kind == "park"]
+    return park
+
+
+def steps(trace: Trace) -> list[tuple[str, str, str]]:
+    """The job's outline without the write of its parked event (`record_events`), which begins as it parks."""
+    return [step for step in outline(trace.root) if step[1] != "record_events"]
+
+
+@pytest.mark.parametrize("path", EVERY_HISTORY, ids=lambda path: str(path.relative_to(HISTORIES).with_suffix("")))
+def test_every_span_is_closed_ordered_and_linked(path: Path) -> None:
+    trace = build_trace(f"job_{path.stem}", json.loads(path.read_text()))
 
     spans = walk(trace.root)
     assert len({span.span_id for span in spans}) == len(spans)
@@ -54,75 +79,133 @@ def test_success_is_preflight_one_call_postflight() -> None:
     assert trace.root.status == "ok"
     assert outline(trace.root) == [
         ("local_activity", "preflight", "ok"),
-        ("activity", "call_model", "ok"),
+        ("local_activity", "call_model", "ok"),
         ("local_activity", "postflight", "ok"),
     ]
     call = calls(trace)[0].attributes
     assert (call["provider"], call["call_seq"], call["attempts"]) == ("up", 1, 1)
+    assert call["model"].endswith("-a")
     assert "last_failure" not in call
 
 
-def test_retried_call_shows_its_attempts_and_the_failure_before_success() -> None:
+def test_a_synchronous_job_is_one_span_that_succeeds_without_a_status_upsert() -> None:
+    # Started eagerly, listed as running from its start, run in one workflow task; the close event alone
+    # says how it ended.
+    types = event_types("chat")
+    assert types.count("WORKFLOW_TASK_COMPLETED") == 1
+    assert "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES" not in types
+
+    trace = trace_of("chat")
+
+    assert trace.status == "succeeded"
+    assert (trace.root.kind, trace.root.status) == ("workflow", "ok")
+    assert outline(trace.root) == [
+        ("local_activity", "preflight", "ok"),
+        ("local_activity", "call_model", "ok"),
+        ("local_activity", "postflight", "ok"),
+    ]
+    assert [child.children for child in trace.root.children] == [[], [], []]
+
+
+def test_a_job_started_running_reads_running_until_it_closes() -> None:
+    events = history("chat")["events"][:-1]
+
+    trace = build_trace("job_chat", {"events": events})
+
+    assert trace.status == "running"
+    assert trace.root.status == "running" and trace.root.end_time is None
+
+
+def test_a_locally_retried_call_counts_its_attempts() -> None:
     [call] = calls(trace_of("retry"))
 
-    assert call.status == "ok"
+    assert (call.kind, call.status, call.attributes["attempts"]) == ("local_activity", "ok", 3)
+
+
+def test_a_locally_retried_call_lasts_as_long_as_its_attempts_and_backoffs() -> None:
+    [call] = calls(trace_of("retry"))
+
+    assert call.end_time is not None
+    backoffs = FAST_RETRY["initial_interval_s"] * (1 + FAST_RETRY["backoff"])
+    assert call.end_time - call.start_time >= timedelta(seconds=backoffs)
+
+
+def test_retried_activity_shows_its_attempts_and_the_failure_before_success() -> None:
+    [call] = calls(trace_of("retry_activity"))
+
+    assert (call.kind, call.status) == ("activity", "ok")
     assert call.attributes["attempts"] == 3
     assert call.attributes["last_failure"]["type"] == "upstream_error"
     assert "HTTP 500" in call.attributes["last_failure"]["message"]
 
 
-def test_reroute_sits_between_the_two_deployments() -> None:
-    trace = trace_of("reroute")
+@pytest.mark.parametrize(
+    ("name", "call_kind", "provider"),
+    [("reroute", "local_activity", "up"), ("reroute_activity", "activity", "up-activity")],
+)
+def test_reroute_sits_between_the_two_deployments(name: str, call_kind: str, provider: str) -> None:
+    trace = trace_of(name)
 
-    assert [(kind, name) for kind, name, _ in outline(trace.root)] == [
+    assert [(kind, span) for kind, span, _ in outline(trace.root)] == [
         ("local_activity", "preflight"),
-        ("activity", "call_model"),
+        (call_kind, "call_model"),
         ("reroute", "reroute"),
-        ("activity", "call_model"),
+        (call_kind, "call_model"),
         ("local_activity", "postflight"),
     ]
     first, second = calls(trace)
     assert first.attributes["model"].endswith("-a") and second.attributes["model"].endswith("-b")
     assert first.status == "error"
-    assert first.attributes["retry_state"] == "maximum_attempts_reached"
     assert first.attributes["attempts"] == 3
+    assert first.attributes["last_failure"]["type"] == "upstream_error"
+    if call_kind == "activity":  # a local activity's marker records no retry state
+        assert first.attributes["retry_state"] == "maximum_attempts_reached"
     assert second.status == "ok"
     reroute = trace.root.children[2].attributes
-    assert reroute["from_deployment"] == f"up/{first.attributes['model']}"
-    assert reroute["to_deployment"] == f"up/{second.attributes['model']}"
+    assert reroute["from_deployment"] == f"{provider}/{first.attributes['model']}"
+    assert reroute["to_deployment"] == f"{provider}/{second.attributes['model']}"
 
 
 def test_park_holds_its_timer_and_repair_then_the_call_succeeds() -> None:
     trace = trace_of("park_repair")
 
-    assert outline(trace.root) == [
+    assert steps(trace) == [
         ("local_activity", "preflight", "ok"),
-        ("activity", "call_model", "error"),
-        ("local_activity", "record_events", "ok"),
+        ("local_activity", "call_model", "error"),
         ("park", "parked", "ok"),
-        ("activity", "call_model", "ok"),
+        ("local_activity", "call_model", "ok"),
         ("local_activity", "postflight", "ok"),
     ]
-    park = trace.root.children[3]
+    assert [name for _, name, _ in outline(trace.root)].count("record_events") == 1
+    park = park_of(trace)
     assert park.attributes["last_failure"]["type"] == "upstream_error"
     assert outline(park) == [("timer", "park", "cancelled"), ("update", "repair", "ok")]
     repair = park.children[1].attributes
     assert (repair["action"], repair["outcome"]) == ("retry", "success")
-    retried = trace.root.children[4]
-    assert park.end_time is not None and park.end_time <= retried.start_time
+    retried = calls(trace)[1]
     # The same deployment again, after a repair: not a reroute.
     assert not [span for span in walk(trace.root) if span.kind == "reroute"]
     assert calls(trace)[0].attributes["model"] == retried.attributes["model"]
 
 
+def test_a_repaired_call_starts_after_the_park_and_its_repair() -> None:
+    trace = trace_of("park_repair")
+
+    park = park_of(trace)
+    [_, repair] = park.children
+    retried = calls(trace)[1]
+    assert park.end_time is not None and repair.end_time is not None
+    assert repair.end_time <= park.end_time <= retried.start_time
+
+
 def test_repair_reroute_plans_again_on_the_other_route() -> None:
     trace = trace_of("park_reroute")
 
-    park = next(span for span in trace.root.children if span.kind == "park")
+    park = park_of(trace)
     repair = park.children[-1].attributes
     assert (repair["action"], repair["model"]) == ("reroute", "other")
-    after_park = [c.name for c in trace.root.children if c.start_time >= park.start_time and c is not park]
-    assert after_park == ["preflight", "call_model", "postflight"]
+    names = [name for _, name, _ in steps(trace)]
+    assert names[names.index("parked") + 1 :] == ["preflight", "call_model", "postflight"]
     assert calls(trace)[-1].attributes["model"].endswith("-c")
     assert trace.status == "succeeded"
 
@@ -135,8 +218,7 @@ def test_non_retryable_failure_carries_its_code_on_the_root() -> None:
     assert trace.root.attributes["failure_type"] == "bad_request"
     assert "HTTP 400" in trace.root.attributes["failure_message"]
     [call] = calls(trace)
-    assert call.attributes["attempts"] == 1
-    assert call.attributes["retry_state"] == "non_retryable_failure"
+    assert call.attributes["attempts"] == 1  # of 3 allowed: a bad request is not retried
     assert call.attributes["last_failure"]["type"] == "bad_request"
     assert not [span for span in walk(trace.root) if span.kind == "park"]
 
@@ -162,19 +244,18 @@ def test_a_running_job_has_open_spans() -> None:
 
     assert trace.status == "parked"
     assert trace.root.status == "running" and trace.root.end_time is None
-    park = trace.root.children[-1]
-    assert (park.kind, park.status, park.end_time) == ("park", "running", None)
+    park = park_of(trace)
+    assert (park.status, park.end_time) == ("running", None)
 
 
-def test_legacy_camel_case_event_types_read_the_same() -> None:
-    events = history("reroute")["events"]
+@pytest.mark.parametrize("name", ["reroute_activity", "park_repair"])
+def test_legacy_camel_case_event_types_read_the_same(name: str) -> None:
+    events = history(name)["events"]
     for event in events:
-        name = event["eventType"].removeprefix("EVENT_TYPE_")
-        event["eventType"] = re.sub(r"_?([A-Z])([A-Z]*)", lambda m: m[1] + m[2].lower(), name)
+        type_name = event["eventType"].removeprefix("EVENT_TYPE_")
+        event["eventType"] = re.sub(r"_?([A-Z])([A-Z]*)", lambda m: m[1] + m[2].lower(), type_name)
 
-    assert build_trace("job_reroute", {"events": events}) == trace_of("reroute").model_copy(
-        update={"job_id": "job_reroute"}
-    )
+    assert build_trace(f"job_{name}", {"events": events}) == trace_of(name)
 
 
 def test_history_without_a_start_is_refused() -> None:

@@ -1,4 +1,5 @@
-"""A worker killed with SIGKILL mid-flight loses no job and bills none twice."""
+"""A process killed with SIGKILL mid-flight loses no job and bills none twice: a shared worker, or an API
+process running synchronous jobs on its own worker."""
 
 from __future__ import annotations
 
@@ -6,24 +7,38 @@ import asyncio
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
 
-from tests.support.harness import KintsugiFactory
+from tests.support.harness import ADMIN_KEY, Harness, KintsugiFactory
 
 JOBS = 8
+SYNC_JOBS = 50
+
+
+async def _until_calls(kintsugi: Harness, model: str, n: int) -> int:
+    """Wait (15 s at most) until the upstream has received `n` calls for `model`: that many jobs are mid-call."""
+    for _ in range(300):
+        if kintsugi.upstream.calls(model) >= n:
+            break
+        await asyncio.sleep(0.05)
+    return kintsugi.upstream.calls(model)
 
 
 @pytest.mark.parametrize(
     "route",
     [
-        "primary",  # calls as activities: retried once their start-to-close timeout passes
+        "activity",  # calls as activities: retried once their start-to-close timeout passes
         "local-fallback",  # calls as local activities: retried once the workflow task times out (10 s)
     ],
 )
 async def test_sigkilled_worker_loses_nothing_and_bills_once(
     make_kintsugi: KintsugiFactory, sqlite_url: str, tmp_path: Path, route: str
 ) -> None:
-    async with make_kintsugi(sqlite_url, run_worker=False) as kintsugi:
+    # No API worker: every job runs on the worker process that is killed.
+    async with make_kintsugi(sqlite_url, run_worker=False, api_worker=False) as kintsugi:
         slow = kintsugi.model("a")
         kintsugi.upstream.configure(slow, latency_ms=1500)
         log = tmp_path / "worker.log"
@@ -32,11 +47,7 @@ async def test_sigkilled_worker_loses_nothing_and_bills_once(
                 (await kintsugi.submit({"model": route, "messages": [{"role": "user", "content": f"n{i}"}]})).json()
                 for i in range(JOBS)
             ]
-            for _ in range(200):  # every job's upstream call is in flight
-                if kintsugi.upstream.calls(slow) >= JOBS:
-                    break
-                await asyncio.sleep(0.05)
-            assert kintsugi.upstream.calls(slow) >= JOBS, log.read_text()
+            assert await _until_calls(kintsugi, slow, JOBS) >= JOBS, log.read_text()
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
 
@@ -48,3 +59,64 @@ async def test_sigkilled_worker_loses_nothing_and_bills_once(
         assert kintsugi.upstream.calls(slow) >= 2 * JOBS
         for job in finished:
             assert len(await kintsugi.cost_rows(job["id"])) == 1
+
+
+async def test_sigkilled_api_process_loses_no_synchronous_job_and_bills_each_once(
+    make_kintsugi: KintsugiFactory, sqlite_url: str, tmp_path: Path
+) -> None:
+    # The test process is the shared worker pool (no API worker of its own); the API runs in a process
+    # with its worker, which starts every chat completion eagerly on itself.
+    async with make_kintsugi(sqlite_url, api_worker=False) as kintsugi:
+        slow = kintsugi.model("a")
+        kintsugi.upstream.configure(slow, latency_ms=1500)
+        log = tmp_path / "api.log"
+        with kintsugi.api_process(log) as (api, url):
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                requests = [
+                    asyncio.create_task(
+                        http.post(
+                            "/v1/chat/completions",
+                            json={"model": "primary", "messages": [{"role": "user", "content": f"n{i}"}]},
+                            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                        )
+                    )
+                    for i in range(SYNC_JOBS)
+                ]
+                assert await _until_calls(kintsugi, slow, SYNC_JOBS) >= SYNC_JOBS, log.read_text()
+                api.send_signal(signal.SIGKILL)
+                api.wait(timeout=10)
+                answers = await asyncio.gather(*requests, return_exceptions=True)
+        assert all(isinstance(answer, httpx.HTTPError) for answer in answers), "a request outlived its process"
+
+        histories = await _finished_histories(kintsugi.temporal, kintsugi.settings.task_queue, SYNC_JOBS)
+
+        for job_id, history in histories.items():
+            identities = _task_identities(history)
+            assert identities[0].endswith(" api"), f"{job_id} did not start in the API process: {identities}"
+            assert not identities[-1].endswith(" api"), f"{job_id} did not finish on the shared workers"
+            assert len(await kintsugi.cost_rows(job_id)) == 1, f"{job_id} is not billed exactly once"
+        # Every first call died with the API process and was made again by the shared worker.
+        assert kintsugi.upstream.calls(slow) >= 2 * SYNC_JOBS
+
+
+async def _finished_histories(temporal: Client, task_queue: str, n: int) -> dict[str, WorkflowHistory]:
+    """The histories of the `n` jobs on `task_queue`, once each has completed (a minute at most)."""
+    ids: list[str] = []
+    for _ in range(100):  # visibility lags its writes by a moment
+        ids = [w.id async for w in temporal.list_workflows(f"TaskQueue = '{task_queue}'")]
+        if len(ids) >= n:
+            break
+        await asyncio.sleep(0.1)
+    assert len(ids) == n, f"{len(ids)} jobs listed, {n} started"
+    handles = [temporal.get_workflow_handle(job_id) for job_id in ids]
+    await asyncio.wait_for(asyncio.gather(*(handle.result() for handle in handles)), 60)
+    return {handle.id: await handle.fetch_history() for handle in handles}
+
+
+def _task_identities(history: WorkflowHistory) -> list[str]:
+    """Who ran each workflow task, in order (`Settings.api_worker`'s identity ends in " api")."""
+    return [
+        event.workflow_task_started_event_attributes.identity
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+    ]

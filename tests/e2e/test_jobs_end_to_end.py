@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -218,9 +219,10 @@ async def test_park_timeout_fails_the_job(make_kintsugi: KintsugiFactory, sqlite
         assert await kintsugi.event_types(job["id"]) == ["job.started", "job.parked", "job.failed"]
 
 
-async def test_cancel_a_job_mid_call(kintsugi: Harness) -> None:
+async def _cancel_mid_call(kintsugi: Harness, route: str) -> dict[str, Any]:
+    """Submit a job whose call takes 1.5 s, cancel it once the call is under way; the job as it ended."""
     kintsugi.upstream.configure(kintsugi.model("a"), latency_ms=1500)
-    job = (await kintsugi.submit({"model": "primary", "messages": HELLO})).json()
+    job = (await kintsugi.submit({"model": route, "messages": HELLO})).json()
     for _ in range(100):
         if kintsugi.upstream.calls(kintsugi.model("a")):
             break
@@ -230,10 +232,28 @@ async def test_cancel_a_job_mid_call(kintsugi: Harness) -> None:
     response = await kintsugi.http.post(f"/v1/jobs/{job['id']}/cancel", headers=kintsugi.admin)
 
     assert response.status_code == 202
-    done = await kintsugi.wait_status(job["id"], "cancelled", "succeeded", "failed")
+    return await kintsugi.wait_status(job["id"], "cancelled", "succeeded", "failed")
+
+
+async def test_cancel_a_job_mid_call(kintsugi: Harness) -> None:
+    done = await _cancel_mid_call(kintsugi, "activity")
+
     assert done["status"] == "cancelled"
-    assert await kintsugi.cost_rows(job["id"]) == []
-    assert await kintsugi.event_types(job["id"]) == ["job.started", "job.cancelled"]
+    assert await kintsugi.cost_rows(done["id"]) == []
+    assert await kintsugi.event_types(done["id"]) == ["job.started", "job.cancelled"]
+
+
+async def test_a_cancel_during_a_local_call_lands_once_the_call_is_over_and_the_call_is_billed(
+    kintsugi: Harness,
+) -> None:
+    # A local call holds its workflow task: the cancel reaches the job once the call has answered, and the
+    # provider has charged for that answer, so it is billed although the job ends cancelled.
+    done = await _cancel_mid_call(kintsugi, "primary")
+
+    assert done["status"] == "cancelled"
+    assert kintsugi.upstream.calls(kintsugi.model("a")) == 1
+    assert len(await kintsugi.cost_rows(done["id"])) == 1
+    assert await kintsugi.event_types(done["id"]) == ["job.started", "job.succeeded", "job.cancelled"]
 
 
 async def test_local_call_mode_retries_and_reroutes(kintsugi: Harness) -> None:

@@ -83,7 +83,8 @@ async def test_a_dropped_client_resumes_where_it_left_without_a_second_call(kint
 async def test_a_killed_worker_ends_the_live_stream_with_the_job_id_and_the_job_finishes(
     make_kintsugi: KintsugiFactory, sqlite_url: str, tmp_path: Path
 ) -> None:
-    async with make_kintsugi(sqlite_url, run_worker=False) as kintsugi:
+    # No API worker: the job streams from the worker process that is killed.
+    async with make_kintsugi(sqlite_url, run_worker=False, api_worker=False) as kintsugi:
         kintsugi.upstream.configure(kintsugi.model("a"), content=ANSWER, chunks=CHUNKS, chunk_delay_ms=DELAY_MS)
         log = tmp_path / "worker.log"
         async with kintsugi.serve_http() as url, httpx.AsyncClient(base_url=url, headers=kintsugi.admin) as http:

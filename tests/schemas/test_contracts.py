@@ -32,6 +32,11 @@ def test_deployment_summary_keeps_slashes_in_model_names() -> None:
     assert parse_deployment_summary("/model") is None
 
 
-def test_event_keys_differ_per_run_and_sequence() -> None:
-    keys = {event_key("job", run, seq) for run in ("r1", "r2") for seq in (1, 2)}
-    assert len(keys) == 4
+def test_event_keys_differ_per_run_sequence_and_type() -> None:
+    keys = {
+        event_key("job", run, seq, type)
+        for run in ("r1", "r2")
+        for seq in (1, 2)
+        for type in ("job.succeeded", "job.cancelled")
+    }
+    assert len(keys) == 8

@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from ops.processes import Child
-from ops.waits import free_port
+from ops.waits import free_port, wait_http_ok
 from settings import Settings
 from store.engine import create_engine, session_factory
 from store.models import EventLog, ModelCostLog
@@ -55,6 +55,14 @@ def test_routes(upstream_url: str, prefix: str) -> dict[str, Any]:
                 "retry": FAST_RETRY,
                 "call": "local",
             },
+            "up-activity": {
+                "kind": "openai",
+                "base_url": f"{upstream_url}/v1",
+                "api_key_env": UPSTREAM_KEY_ENV,
+                "timeout_s": 2,
+                "retry": FAST_RETRY,
+                "call": "activity",
+            },
             "claude": {
                 "kind": "anthropic",
                 "base_url": upstream_url,
@@ -68,6 +76,11 @@ def test_routes(upstream_url: str, prefix: str) -> dict[str, Any]:
             "primary": [{**up, "model": f"{prefix}-a"}],
             "fallback": [{**up, "model": f"{prefix}-a"}, {**up, "model": f"{prefix}-b"}],
             "other": [{**up, "model": f"{prefix}-c"}],
+            "activity": [{"provider": "up-activity", "model": f"{prefix}-a"}],
+            "activity-fallback": [
+                {"provider": "up-activity", "model": f"{prefix}-a"},
+                {"provider": "up-activity", "model": f"{prefix}-b"},
+            ],
             "local-fallback": [
                 {"provider": "up-local", "model": f"{prefix}-a"},
                 {"provider": "up-local", "model": f"{prefix}-b"},
@@ -105,11 +118,10 @@ class Harness:
             all_headers["Prefer"] = f"wait={wait:g}"
         return await self.http.post("/v1/jobs", json=body, headers=all_headers)
 
-    @contextlib.contextmanager
-    def worker_process(self, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-        """`python -m worker` for this Kintsugi in a process of its own (to kill it), output in `log`."""
+    def process_env(self) -> dict[str, str]:
+        """The environment of a `python -m worker` or API process serving this Kintsugi."""
         settings = self.settings
-        env = {
+        return {
             **os.environ,
             "KINTSUGI_ENV": "test",
             "KINTSUGI_ADMIN_API_KEY": settings.admin_api_key,
@@ -118,11 +130,31 @@ class Harness:
             "KINTSUGI_TASK_QUEUE": settings.task_queue,
             "KINTSUGI_ROUTES_FILE": str(settings.routes_file),
         }
-        worker = Child.start("worker", [sys.executable, "-m", "worker"], output=log, env=env)
+
+    @contextlib.contextmanager
+    def worker_process(self, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+        """`python -m worker` for this Kintsugi in a process of its own (to kill it), output in `log`."""
+        worker = Child.start("worker", [sys.executable, "-m", "worker"], output=log, env=self.process_env())
         try:
             yield worker.process
         finally:
             worker.stop()
+
+    @contextlib.contextmanager
+    def api_process(self, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+        """This Kintsugi's API (with its own worker, `api_worker`) in a process of its own (to kill it): the
+        process and its base URL, once it answers `/readyz`."""
+        port = free_port()
+        command = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--port", str(port),
+                   "--log-level", "warning"]  # fmt: skip
+        env = {**self.process_env(), "KINTSUGI_API_PORT": str(port)}
+        api = Child.start("api", command, output=log, env=env)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_http_ok(f"{url}/readyz", timeout_s=60, check=api.check)
+            yield api.process, url
+        finally:
+            api.stop()
 
     @contextlib.asynccontextmanager
     async def serve_http(self) -> AsyncIterator[str]:

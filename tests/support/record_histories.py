@@ -1,8 +1,13 @@
 """Record the job histories that the trace and replay tests read: `python -m tests.support.record_histories`.
 
-Each scenario runs a real job (dev server, worker, fake upstream, SQLite) and writes its workflow history, as
-`temporal workflow show --output json` would print it, to `tests/fixtures/histories/<name>.json`. Re-record
-after a change to `LLMJobWorkflow` that alters its commands; the replay test says when one is needed.
+Each scenario runs a real job (dev server, worker, the API with its own worker, fake upstream, SQLite) and writes
+its workflow history, as `temporal workflow show --output json` would print it, to
+`tests/fixtures/histories/<name>.json`. Calls run as local activities (the default for a short timeout) unless
+the scenario's name ends in `_activity`.
+
+Re-record after a change to `LLMJobWorkflow` that alters its commands, which takes a new `JobInput.revision`
+(`tests/workflows/test_replay.py`): first move the histories of the revision that was current to
+`tests/fixtures/histories/revision-N/`, where they keep being replayed.
 """
 
 from __future__ import annotations
@@ -52,24 +57,37 @@ async def _repair(harness: Harness, job_id: str, body: dict[str, Any]) -> None:
 
 
 async def success(harness: Harness) -> str:
+    """`POST /v1/jobs` without waiting: the job is queued, then a worker picks it up."""
     return await _finish(harness, await _submit(harness, "primary"))
 
 
-async def retry(harness: Harness) -> str:
+async def chat(harness: Harness) -> str:
+    """A synchronous chat completion: started eagerly on the API's own worker, run in one workflow task."""
+    response = await harness.http.post(
+        "/v1/chat/completions", json={"model": "primary", "messages": HELLO}, headers=harness.admin
+    )
+    response.raise_for_status()
+    return response.headers["x-kintsugi-job-id"]
+
+
+async def retry(harness: Harness, model: str = "primary") -> str:
     harness.upstream.configure(harness.model("a"), fail_first=2, status=500)
-    return await _finish(harness, await _submit(harness, "primary"))
+    return await _finish(harness, await _submit(harness, model))
 
 
-async def reroute(harness: Harness) -> str:
+async def reroute(harness: Harness, model: str = "fallback") -> str:
     harness.upstream.configure(harness.model("a"), fail_always=True, status=503)
-    return await _finish(harness, await _submit(harness, "fallback"))
+    return await _finish(harness, await _submit(harness, model))
 
 
-async def reroute_local(harness: Harness) -> str:
-    """The same as `reroute` on deployments whose calls run as local activities."""
-    harness.upstream.configure(harness.model("a"), fail_always=True, status=503)
-    harness.upstream.configure(harness.model("b"), fail_first=1, status=500)
-    return await _finish(harness, await _submit(harness, "local-fallback"))
+async def retry_activity(harness: Harness) -> str:
+    """`retry` on a deployment whose calls run as (remote) activities."""
+    return await retry(harness, "activity")
+
+
+async def reroute_activity(harness: Harness) -> str:
+    """`reroute` on deployments whose calls run as (remote) activities."""
+    return await reroute(harness, "activity-fallback")
 
 
 async def park_repair(harness: Harness) -> str:
@@ -99,9 +117,11 @@ async def cancelled(harness: Harness) -> str:
 
 SCENARIOS: dict[str, Scenario] = {
     "success": success,
+    "chat": chat,
     "retry": retry,
     "reroute": reroute,
-    "reroute_local": reroute_local,
+    "retry_activity": retry_activity,
+    "reroute_activity": reroute_activity,
     "park_repair": park_repair,
     "park_reroute": park_reroute,
     "non_retryable": non_retryable,
@@ -129,7 +149,7 @@ async def record(temporal_address: str, tmp_path: Path, upstream: FakeUpstream) 
             history = await client.get_workflow_handle(job_id).fetch_history()
         path = HISTORIES / f"{name}.json"
         path.write_text(json.dumps(_without_stack_traces(history.to_json_dict()), indent=1) + "\n")
-        print(f"{name}: {job_id} -> {path.relative_to(Path.cwd())}")
+        print(f"{name}: {job_id}, {len(history.events)} events -> {path.relative_to(Path.cwd())}")
 
 
 def _without_stack_traces(value: Any) -> Any:

@@ -16,12 +16,15 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.converter import decode_typed_search_attributes
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from domain.job_view import summary_status
 from schemas import errors
 from schemas import search_attributes as search_attrs
 from schemas.calls import (
@@ -37,7 +40,7 @@ from schemas.calls import (
     ResolvedPrice,
 )
 from schemas.failures import CallFailureDetails, read_details
-from schemas.jobs import ChatMessage, JobInput, JobResult, JobState, JobStatus, OnExhausted, Usage
+from schemas.jobs import JOB_REVISION, ChatMessage, JobInput, JobResult, JobState, JobStatus, OnExhausted, Usage
 from schemas.routes import CallMode, RetryConfig
 from tests.support.common import HELLO
 from workflows.llm_job import LLMJobWorkflow
@@ -210,8 +213,16 @@ class JobRig:
         on_exhausted: OnExhausted = "fail",
         park_timeout_s: float = DAY_S,
         task_timeout: timedelta | None = None,
+        eager: bool = False,
+        revision: int = JOB_REVISION,
     ) -> JobHandle:
-        """Start a job as the API does (same input, same search attributes), with a fresh uuid4 job id."""
+        """Start a job as the API does (same input, same search attributes), with a fresh uuid4 job id.
+
+        Args:
+            eager: Start it as the API starts a job that someone waits for: listed as `running` from its start,
+                its first workflow task asked for eagerly.
+            revision: `JobInput.revision`; an older one for a job that a previous deploy started.
+        """
         handle = await self.env.client.start_workflow(
             LLMJobWorkflow.run,
             JobInput(
@@ -220,6 +231,7 @@ class JobRig:
                 messages=[ChatMessage.model_validate(m) for m in HELLO],
                 on_exhausted=on_exhausted,
                 park_timeout_s=park_timeout_s,
+                revision=revision,
             ),
             id=f"job_{uuid.uuid4().hex}",
             task_queue=self.task_queue,
@@ -228,9 +240,10 @@ class JobRig:
                 [
                     SearchAttributePair(search_attrs.TENANT, "tenant-1"),
                     SearchAttributePair(search_attrs.MODEL, model),
-                    SearchAttributePair(search_attrs.STATUS, "queued"),
+                    SearchAttributePair(search_attrs.STATUS, "running" if eager else "queued"),
                 ]
             ),
+            request_eager_start=eager,
         )
         self._handles.append(handle)
         return handle
@@ -260,8 +273,26 @@ class JobRig:
         return (await handle.query(LLMJobWorkflow.state)).status
 
     async def search_status(self, handle: JobHandle) -> str | None:
-        """`KintsugiStatus`, the search attribute job lists are filtered by."""
+        """`KintsugiStatus`, the search attribute job lists are filtered by while a job runs."""
         return (await handle.describe()).typed_search_attributes.get(search_attrs.STATUS)
+
+    async def status_upserts(self, handle: JobHandle) -> list[str | None]:
+        """Each `KintsugiStatus` the workflow upserted, in order (None for an upsert of other attributes)."""
+        history = await handle.fetch_history()
+        return [
+            decode_typed_search_attributes(
+                event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            ).get(search_attrs.STATUS)
+            for event in history.events
+            if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+        ]
+
+    async def execution_status(self, handle: JobHandle) -> WorkflowExecutionStatus | None:
+        return (await handle.describe()).status
+
+    async def listed_status(self, handle: JobHandle) -> JobStatus:
+        """The status a job list shows (`GET /v1/jobs`): read from the server's record, no worker asked."""
+        return summary_status(await handle.describe())
 
     async def until_status(self, handle: JobHandle, status: JobStatus) -> JobState:
         """Skip time a second at a time (so retry backoffs pass) until the job reports `status`."""

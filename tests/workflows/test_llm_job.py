@@ -1,7 +1,7 @@
 """LLMJobWorkflow's logic on the time-skipping server: retries, reroutes, parking, repairs, cancellation.
 
-Activities are fakes (`tests/workflows/fakes.py`) registered under the real names; timers and retry backoffs
-run on skipped time, so a 24-hour park timeout takes a moment.
+Activities are fakes (`tests/support/workflow_fakes.py`) registered under the real names; timers and retry
+backoffs run on skipped time, so a 24-hour park timeout takes a moment.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
 from schemas import errors
 from schemas import search_attributes as search_attrs
@@ -51,7 +51,7 @@ async def test_a_job_succeeds_with_one_call_and_is_billed_once(jobs: JobRig, fak
     [postflight] = fakes.postflights
     assert (postflight.call_seq, postflight.deployment.model, postflight.usage) == (1, "a", USAGE)
     assert fakes.event_types() == ["job.started", "job.succeeded"]
-    assert await jobs.search_status(handle) == "succeeded"
+    assert await jobs.listed_status(handle) == "succeeded"
 
 
 # --- retry accounting -------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ async def test_every_deployment_failing_fails_with_all_deployments_failed(jobs: 
     assert fakes.models_called() == ["a", "a", "a", "b"]
     assert fakes.postflights == []
     assert fakes.event_types() == ["job.started", "job.rerouted", "job.failed"]
-    assert await jobs.search_status(handle) == "failed"
+    assert await jobs.listed_status(handle) == "failed"
 
 
 async def test_an_unknown_model_fails_without_calling_anything(jobs: JobRig, fakes: FakeActivities) -> None:
@@ -253,6 +253,88 @@ async def test_repair_abort_fails_the_job_as_aborted(jobs: JobRig, fakes: FakeAc
     assert fakes.event_types() == ["job.started", "job.parked", "job.repaired", "job.failed"]
 
 
+# --- the listed status: `KintsugiStatus` while a job runs, the execution status once it ended -------------
+
+
+async def test_a_job_started_running_succeeds_without_a_status_upsert(jobs: JobRig) -> None:
+    handle = await jobs.start("fast", eager=True)
+
+    state = await handle.result()
+
+    assert state.status == "succeeded"
+    assert await jobs.status_upserts(handle) == []
+    assert await jobs.search_status(handle) == "running"
+    assert await jobs.execution_status(handle) == WorkflowExecutionStatus.COMPLETED
+    assert await jobs.listed_status(handle) == "succeeded"
+
+
+async def test_a_queued_job_says_running_once_and_nothing_at_its_end(jobs: JobRig) -> None:
+    handle = await jobs.start("fast")
+
+    await handle.result()
+
+    assert await jobs.status_upserts(handle) == ["running"]
+    assert await jobs.listed_status(handle) == "succeeded"
+
+
+async def test_a_parked_job_is_listed_parked_then_running_once_repaired(jobs: JobRig, fakes: FakeActivities) -> None:
+    fakes.routes["fast"] = [deployment("a")]
+    fakes.upstreams["a"] = Upstream(fail_always=True)
+    handle = await jobs.start("fast", on_exhausted="park", eager=True)
+    await jobs.until_status(handle, "parked")
+
+    assert await jobs.status_upserts(handle) == ["parked"]
+    assert await jobs.listed_status(handle) == "parked"
+    fakes.upstreams["a"] = Upstream()
+    await handle.execute_update(LLMJobWorkflow.repair, RepairInput(action="retry"))
+    await handle.result()
+
+    assert await jobs.status_upserts(handle) == ["parked", "running"]
+    assert await jobs.listed_status(handle) == "succeeded"
+
+
+async def test_a_failed_job_upserts_nothing_at_its_end(jobs: JobRig, fakes: FakeActivities) -> None:
+    fakes.upstreams["a"] = Upstream(fail_always=True, code=errors.BAD_REQUEST)
+    handle = await jobs.start("fast")
+
+    await jobs.failure(handle)
+
+    assert await jobs.status_upserts(handle) == ["running"]
+    assert await jobs.search_status(handle) == "running"
+    assert await jobs.execution_status(handle) == WorkflowExecutionStatus.FAILED
+    assert await jobs.listed_status(handle) == "failed"
+
+
+async def test_a_cancelled_job_upserts_nothing_at_its_end(jobs: JobRig, fakes: FakeActivities) -> None:
+    fakes.routes["fast"] = [deployment("a")]
+    fakes.upstreams["a"] = Upstream(fail_always=True)
+    handle = await jobs.start("fast", on_exhausted="park")
+    await jobs.until_status(handle, "parked")
+
+    await handle.cancel()
+    await jobs.cancelled(handle)
+
+    assert await jobs.status_upserts(handle) == ["running", "parked"]
+    assert await jobs.search_status(handle) == "parked"
+    assert await jobs.execution_status(handle) == WorkflowExecutionStatus.CANCELED
+    assert await jobs.listed_status(handle) == "cancelled"
+
+
+async def test_a_revision_1_job_still_upserts_every_status(jobs: JobRig, fakes: FakeActivities) -> None:
+    # A job that a deploy before revisions started keeps the commands it was recorded with (test_replay).
+    fakes.routes["fast"] = [deployment("a")]
+    fakes.upstreams["a"] = Upstream(fail_always=True)
+    handle = await jobs.start("fast", on_exhausted="park", revision=1)
+    await jobs.until_status(handle, "parked")
+    fakes.upstreams["a"] = Upstream()
+
+    await handle.execute_update(LLMJobWorkflow.repair, RepairInput(action="retry"))
+    await handle.result()
+
+    assert await jobs.status_upserts(handle) == ["running", "parked", "running", "succeeded"]
+    assert await jobs.search_status(handle) == "succeeded"
+
+
 # --- repair validation ------------------------------------------------------------------------------------
 
 
@@ -333,7 +415,7 @@ async def test_cancel_during_a_call_in_flight(isolated_jobs: JobRig, fakes: Fake
     assert fakes.models_called() == ["a"]  # a cancel is not a provider failure: no retry, no reroute
     assert fakes.postflights == []
     assert fakes.event_types() == ["job.started", "job.cancelled"]
-    assert await isolated_jobs.search_status(handle) == "cancelled"
+    assert await isolated_jobs.listed_status(handle) == "cancelled"
 
 
 async def test_cancel_while_parked(jobs: JobRig, fakes: FakeActivities) -> None:
@@ -346,7 +428,7 @@ async def test_cancel_while_parked(jobs: JobRig, fakes: FakeActivities) -> None:
     await jobs.cancelled(handle)
 
     assert fakes.event_types() == ["job.started", "job.parked", "job.cancelled"]
-    assert await jobs.search_status(handle) == "cancelled"
+    assert await jobs.listed_status(handle) == "cancelled"
 
 
 async def test_cancel_during_postflight(jobs: JobRig, fakes: FakeActivities) -> None:

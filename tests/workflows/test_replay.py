@@ -1,23 +1,52 @@
-"""LLMJobWorkflow stays deterministic: recorded histories, and a fresh one, replay without a mismatch.
+"""LLMJobWorkflow stays deterministic: recorded histories, of this revision and older ones, and a fresh one,
+replay without a mismatch.
 
-A failure here means a change to the workflow would break jobs that are running when it is deployed: guard
-the change with `workflow.patched`, or re-record (`python -m tests.support.record_histories`) if no job can be
-running the old code.
+A mismatch means a change to the workflow would break the jobs that are running when it is deployed. So a
+change to the commands the workflow issues (which activities, timers, search-attribute upserts, in which order)
+goes under a new `JobInput.revision`: bump `schemas.jobs.JOB_REVISION`, keep the old path for jobs of the older
+revision (`if self._input.revision >= N`), move `tests/fixtures/histories/*.json` to
+`tests/fixtures/histories/revision-<old>/` and re-record (`python -m tests.support.record_histories`). Every
+older revision's histories keep replaying here, which proves its jobs in flight survive the deploy; a revision's
+path and histories may go once no job of it can still be running.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from domain.traces.history import first_payload
+from schemas.jobs import JOB_REVISION
 from tests.support.common import HELLO, HISTORIES
 from tests.support.harness import Harness
 from tests.support.record_histories import SCENARIOS
 from workflows.llm_job import LLMJobWorkflow
+
+OLDER_REVISIONS = sorted(HISTORIES.glob("revision-*/*.json"))
+"""Histories recorded by earlier revisions of the workflow, which the current code must still replay."""
+RECORDED = [*(HISTORIES / f"{name}.json" for name in sorted(SCENARIOS)), *OLDER_REVISIONS]
+
+
+def _name(path: Path) -> str:
+    return str(path.relative_to(HISTORIES).with_suffix(""))
+
+
+def _revision(path: Path) -> int:
+    """The `JobInput.revision` a recorded job was started with (absent, 1, before revisions)."""
+    start = json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"]
+    job_input = first_payload(start["input"])
+    return int(job_input.get("revision", 1))
+
+
+def _recorded(path: Path) -> WorkflowHistory:
+    raw = json.loads(path.read_text())
+    workflow_id = raw["events"][0]["workflowExecutionStartedEventAttributes"]["workflowId"]
+    return WorkflowHistory.from_json(workflow_id, raw)
 
 
 def replayer() -> Replayer:
@@ -28,12 +57,16 @@ def test_every_scenario_has_a_recorded_history() -> None:
     assert sorted(p.stem for p in HISTORIES.glob("*.json")) == sorted(SCENARIOS)
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-async def test_recorded_history_replays(name: str) -> None:
-    raw = json.loads((HISTORIES / f"{name}.json").read_text())
-    workflow_id = raw["events"][0]["workflowExecutionStartedEventAttributes"]["workflowId"]
+@pytest.mark.parametrize("path", RECORDED, ids=_name)
+def test_each_history_is_of_the_revision_it_is_filed_under(path: Path) -> None:
+    filed_under = int(path.parent.name.removeprefix("revision-")) if path.parent != HISTORIES else JOB_REVISION
 
-    result = await replayer().replay_workflow(WorkflowHistory.from_json(workflow_id, raw))
+    assert _revision(path) == filed_under
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=_name)
+async def test_recorded_history_replays(path: Path) -> None:
+    result = await replayer().replay_workflow(_recorded(path))
 
     assert result.replay_failure is None
 
