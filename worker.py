@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from contextvars import Context
 from datetime import timedelta
 
 import httpx
@@ -60,6 +61,9 @@ def build_worker(client: Client, settings: Settings, activities: LLMActivities, 
         ],
         max_concurrent_activities=200,
         max_concurrent_local_activities=200,
+        # A job calling locally holds its workflow-task slot for the whole call: as many slots as local calls,
+        # or eager starts are refused (and jobs queue) while local-call slots are still free.
+        max_concurrent_workflow_tasks=200,
         # On SIGTERM, calls in flight get this long to finish (and be billed) before they are cancelled
         # and retried elsewhere; `kintsugi up` waits 10 s before it kills.
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -72,13 +76,22 @@ def upstream_http() -> httpx.AsyncClient:
 
 
 @contextlib.asynccontextmanager
-async def api_worker(client: Client, settings: Settings, engine: AsyncEngine) -> AsyncIterator[Worker]:
+async def api_worker(client: Client, settings: Settings, engine: AsyncEngine) -> AsyncIterator[asyncio.Task[None]]:
     """The API process's worker, on `client` itself: the server hands a job started eagerly on this client
-    (`start_job(eager=True)`) straight to it. Shut down gracefully on exit, like `kintsugi worker`."""
+    (`start_job(synchronous=True)`) straight to it. Yields the task it runs in (done: the worker has stopped,
+    which readiness reports); shut down gracefully on exit, like `kintsugi worker`."""
     async with upstream_http() as http:
         worker = build_worker(client, settings, build_activities(settings, engine, http), in_api=True)
-        async with worker:
-            yield worker
+        # A task of its own, in a fresh context: not a part of whichever request happened to connect first.
+        running = asyncio.get_running_loop().create_task(worker.run(), name="api-worker", context=Context())
+        try:
+            yield running
+        finally:
+            if not running.done():
+                await worker.shutdown()
+            await asyncio.wait([running])
+            if not running.cancelled() and running.exception() is not None:
+                log.error("the API's worker had stopped: %r", running.exception())
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:

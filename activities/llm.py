@@ -46,7 +46,7 @@ class LLMActivities:
         http: httpx.AsyncClient,
         upstream_keys: Mapping[str, str],
         relay_token: Callable[[str], str] | None = None,
-        local_call_max_s: float = 60.0,
+        local_call_max_s: float,
     ) -> None:
         self._routes = routes
         self._sessions = sessions
@@ -83,7 +83,12 @@ class LLMActivities:
                     price=resolve_price(deployment.model, deployment.price),
                     timeout_s=provider.timeout_s,
                     retry=provider.retry,
-                    call=call_mode(provider.call, provider.timeout_s, self._local_call_max_s),
+                    call=call_mode(
+                        provider.call,
+                        provider.timeout_s,
+                        local_call_max_s=self._local_call_max_s,
+                        synchronous=input.synchronous,
+                    ),
                     type=deployment.type,
                 )
             )

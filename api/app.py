@@ -31,15 +31,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # while Temporal is still coming up.
         app.state.temporal = None
         app.state.temporal_lock = asyncio.Lock()
+        app.state.api_worker = None
         app.state.stream_hub = StreamHub()
         async with contextlib.AsyncExitStack() as lifetime:
+            # Closed last to first: the API's worker (its jobs end gracefully), then the database it writes to.
+            lifetime.push_async_callback(engine.dispose)
             app.state.lifetime = lifetime
-            try:
-                yield
-            finally:
-                # The API's worker first (its jobs end gracefully), then the database it writes to.
-                await lifetime.aclose()
-                await engine.dispose()
+            yield
 
     app = FastAPI(
         title="Kintsugi",

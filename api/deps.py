@@ -33,7 +33,7 @@ async def get_routes(request: Request) -> RoutesConfig:
 
 
 async def get_temporal(request: Request) -> Client:
-    """The app's Temporal client (`api.app.connect_temporal`); `TemporalUnavailable` (a 503) while the server
+    """The app's Temporal client (`api.temporal.connect_temporal`); `TemporalUnavailable` (a 503) while the server
     cannot be reached."""
     return await connect_temporal(request.app.state)
 

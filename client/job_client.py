@@ -30,7 +30,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.errors import InvalidCursor, JobFinished, JobInputTooLarge, JobNotFound, JobNotParked
-from domain.job_view import job_resource, job_summary, state_from_failure, summary_status, visibility_query
+from domain.job_view import (
+    in_workflow_task,
+    job_resource,
+    job_summary,
+    state_from_failure,
+    summary_status,
+    visibility_query,
+)
 from domain.pagination import decode_cursor, encode_cursor
 from schemas import search_attributes as search_attrs
 from schemas.contracts import JOB_WORKFLOW_TYPE
@@ -60,18 +67,19 @@ async def start_job(
     request: JobCreate,
     job_id: str | None = None,
     relay_url: str | None = None,
-    eager: bool = False,
+    synchronous: bool = False,
 ) -> JobHandle:
     """Start the job (or find the one its idempotency key started).
 
     Args:
         job_id: Chosen by the caller when it must know the id before the job runs (to watch its stream).
         relay_url: The API replica that relays the answer live to a client (`JobInput.relay_url`).
-        eager: Someone waits for the answer: ask the server to hand the job's first workflow task straight
-            back to this process's worker (`Settings.api_worker`), which then runs the whole job in it. The
-            server or a busy worker may refuse; the job then runs on the shared workers, as any other.
+        synchronous: Someone waits for the answer (`JobInput.synchronous`). With the API's worker
+            (`Settings.api_worker`), the server is asked to hand the job's first workflow task straight back to
+            it (eager start), and the whole job runs in that task. The server or a busy worker may refuse; the
+            job is then dispatched like any other (and listed `running` meanwhile: accepted to run now).
     """
-    eager = eager and settings.api_worker
+    eager = synchronous and settings.api_worker
     job_id = job_id or job_id_for(tenant_id, request.idempotency_key)
     job_input = JobInput(
         tenant_id=tenant_id,
@@ -84,6 +92,7 @@ async def start_job(
         kind=request.kind,
         embedding=request.embedding,
         relay_url=relay_url,
+        synchronous=synchronous,
         revision=JOB_REVISION,
     )
     size = len(job_input.model_dump_json())
@@ -223,20 +232,22 @@ async def list_jobs(
 
 async def _state(handle: JobHandle, description: WorkflowExecutionDescription, ask_worker: bool) -> JobState:
     status = description.status
-    if status == WorkflowExecutionStatus.RUNNING and ask_worker:
+    # A worker is inside the job's workflow task (its local calls run there): a query would wait for the task to
+    # end, so the job reads as running without one.
+    busy = in_workflow_task(description)
+    if status == WorkflowExecutionStatus.RUNNING and ask_worker and not busy:
         try:
             return await handle.query(LLMJobWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
         except RPCError:
-            # No worker polls yet, or a `call: local` call holds the workflow task: fall back to what the
-            # server itself knows.
-            pass
+            pass  # no worker polls yet: what the server itself knows
     model = description.typed_search_attributes.get(search_attrs.MODEL) or ""
     if status != WorkflowExecutionStatus.RUNNING:
         state = await finished_state(handle, model)
         if state.metadata or not (metadata := await _metadata(description)):
             return state
         return state.model_copy(update={"metadata": metadata})  # ended from outside: the memo has it
-    return JobState(status=summary_status(description), model=model, metadata=await _metadata(description))
+    listed = "running" if busy else summary_status(description)
+    return JobState(status=listed, model=model, metadata=await _metadata(description))
 
 
 async def _metadata(description: WorkflowExecutionDescription) -> dict[str, str]:

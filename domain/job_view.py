@@ -6,7 +6,13 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from temporalio.client import WorkflowExecution, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.api.enums.v1 import PendingWorkflowTaskState
+from temporalio.client import (
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
 from temporalio.exceptions import CancelledError, TerminatedError
 
 from domain.errors import InvalidFilter
@@ -32,18 +38,29 @@ def visibility_query(tenant_id: str, *, status: JobStatus | None, model: str | N
     return query
 
 
-_CLOSED_AS: dict[JobStatus, str] = {
-    "succeeded": "'Completed'",
-    "failed": "'Failed', 'Terminated', 'TimedOut'",
-    "cancelled": "'Canceled'",
+_CLOSED_AS: dict[WorkflowExecutionStatus, JobStatus] = {
+    WorkflowExecutionStatus.COMPLETED: "succeeded",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.TERMINATED: "failed",
+    WorkflowExecutionStatus.TIMED_OUT: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
 }
-"""Final job statuses by the execution statuses that close a job so (`summary_status` reads them back)."""
+"""How a job ended, by how its execution closed: the workflow does not upsert final statuses."""
+_VISIBILITY_NAMES = {
+    WorkflowExecutionStatus.COMPLETED: "Completed",
+    WorkflowExecutionStatus.FAILED: "Failed",
+    WorkflowExecutionStatus.TERMINATED: "Terminated",
+    WorkflowExecutionStatus.TIMED_OUT: "TimedOut",
+    WorkflowExecutionStatus.CANCELED: "Canceled",
+}
+"""`ExecutionStatus` as visibility queries spell it."""
 
 
 def _status_filter(status: JobStatus) -> str:
-    """A final status is the execution's own (the workflow does not upsert it); a running job's is ours."""
-    if status in _CLOSED_AS:
-        return f"ExecutionStatus IN ({_CLOSED_AS[status]})"
+    """A final status is the execution's own; a running job's (queued, running, parked) is ours."""
+    closed = [_VISIBILITY_NAMES[execution] for execution, job in _CLOSED_AS.items() if job == status]
+    if closed:
+        return "ExecutionStatus IN ({})".format(", ".join(f"'{name}'" for name in closed))
     return f"ExecutionStatus = 'Running' AND {search_attrs.STATUS.name} = '{status}'"
 
 
@@ -54,9 +71,17 @@ def summary_status(execution: WorkflowExecution) -> JobStatus:
     if execution.status == WorkflowExecutionStatus.RUNNING:
         listed = execution.typed_search_attributes.get(search_attrs.STATUS) or "queued"
         return listed  # type: ignore[return-value]  # the workflow upserts only JobStatus values
-    if execution.status == WorkflowExecutionStatus.COMPLETED:
-        return "succeeded"
-    return "cancelled" if execution.status == WorkflowExecutionStatus.CANCELED else "failed"
+    # Continued-as-new is not a way a job ends (it never continues): read as failed, like an unknown status.
+    return _CLOSED_AS.get(execution.status or WorkflowExecutionStatus.FAILED, "failed")
+
+
+def in_workflow_task(description: WorkflowExecutionDescription) -> bool:
+    """A worker is running the job's workflow task right now (and the local activities inside it)."""
+    raw = description.raw_description
+    return (
+        raw.HasField("pending_workflow_task")
+        and raw.pending_workflow_task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+    )
 
 
 def job_summary(execution: WorkflowExecution) -> JobSummary:

@@ -63,9 +63,10 @@ def serving(
     return usable
 
 
-def call_mode(call: CallSetting, timeout_s: float, local_call_max_s: float) -> CallMode:
-    """How a deployment's calls run: as configured, or for `auto`, a local activity unless the call may last
-    longer than `local_call_max_s` (a long local call costs a workflow-task heartbeat every ~8 s)."""
+def call_mode(call: CallSetting, timeout_s: float, *, local_call_max_s: float, synchronous: bool) -> CallMode:
+    """How a deployment's calls run: as configured, or for `auto`, a local activity when someone waits for the
+    answer and the call cannot last longer than `local_call_max_s` (a long local call costs a workflow-task
+    heartbeat every ~8 s); otherwise an activity, which the shared workers run and a query can follow."""
     if call != "auto":
         return call
-    return "local" if timeout_s <= local_call_max_s else "activity"
+    return "local" if synchronous and timeout_s <= local_call_max_s else "activity"

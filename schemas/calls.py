@@ -52,6 +52,8 @@ class PreflightInput(BaseModel):
     params: JobParams = JobParams()
     messages: list[ChatMessage] = []
     """With `params`, what the plan's deployments must be able to honour (`domain.capabilities`)."""
+    synchronous: bool = False
+    """`JobInput.synchronous`: decides `call: auto` (`domain.routing.call_mode`)."""
 
 
 class PreflightOutput(BaseModel):

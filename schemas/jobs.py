@@ -174,6 +174,9 @@ class JobInput(BaseModel):
     relay_url: str | None = None
     """Where the worker streams the answer's chunks as they arrive: the API replica holding the client's
     connection (`POST {relay_url}/internal/relay/{job_id}`). None when nobody is listening live."""
+    synchronous: bool = False
+    """Someone waits for the answer (a chat completion, an embedding, `Prefer: wait`): `call: auto` makes its
+    calls local activities, in the workflow task, rather than activities on the shared workers."""
     revision: int = 1
     """Which commands the workflow issues for this job (`JOB_REVISION` for every new one). A change to them
     takes a new revision and keeps the old path, so a deploy never breaks a job in flight and no patch marker

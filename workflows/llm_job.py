@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.contracts import JOB_WORKFLOW_TYPE, EventType, call_activity_id, deployment_summary, event_key
     from schemas.jobs import (
+        JOB_REVISION,
         TERMINAL_STATUSES,
         DeploymentRef,
         JobError,
@@ -67,6 +68,10 @@ class _Exhausted(Exception):
 class LLMJobWorkflow:
     @workflow.init
     def __init__(self, input: JobInput) -> None:
+        if input.revision > JOB_REVISION:
+            # Started by a newer API than this worker: its commands are unknown here. Failing the workflow
+            # task (not the job) leaves it to a worker of that revision (DESIGN.md, "The hot path").
+            raise RuntimeError(f"job revision {input.revision} is newer than this worker's {JOB_REVISION}")
         self._input = input
         self._state = JobState(status="queued", model=input.model, metadata=input.metadata)
         self._repairs: list[RepairInput] = []
@@ -134,6 +139,7 @@ class LLMJobWorkflow:
                         kind=self._input.kind,
                         params=self._input.params,
                         messages=self._input.messages,
+                        synchronous=self._input.synchronous,
                     ),
                     start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
                     retry_policy=LOCAL_ACTIVITY_RETRY,
@@ -269,7 +275,7 @@ class LLMJobWorkflow:
     def _set_status(self, status: JobStatus) -> None:
         self._state.status = status
         if self._input.revision >= 2 and (status in TERMINAL_STATUSES or status == self._listed_status):
-            # The close event tells visibility how the job ended (`domain.job_view.listed_status`), and a job
+            # The close event tells visibility how the job ended (`domain.job_view.summary_status`), and a job
             # started as running is listed so already: each upsert skipped is a history event and a
             # visibility write saved.
             return

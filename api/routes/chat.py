@@ -57,7 +57,7 @@ async def chat_completions(
     if body.stream and settings.stream_relay:
         return await _stream_live(body, job_request, principal.tenant_id, temporal, settings, hub)
     handle = await job_client.start_job(
-        temporal, settings, tenant_id=principal.tenant_id, request=job_request, eager=True
+        temporal, settings, tenant_id=principal.tenant_id, request=job_request, synchronous=True
     )
     state = await wait_finished(handle, body.model, settings.chat_timeout_s)
     result = answer_or_error(handle.id, state)
@@ -99,7 +99,7 @@ async def _stream_live(
             request=job_request,
             job_id=job_id,
             relay_url=settings.relay_base_url,
-            eager=True,
+            synchronous=True,
         )
         job = asyncio.ensure_future(job_client.finished_state(handle, body.model))
         await first_news(hub, job_id, job)

@@ -21,7 +21,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request, session: SessionDep) -> JSONResponse:
-    """Ready when both the database and Temporal answer; 503 names whichever does not."""
+    """Ready when the database and Temporal answer and the API's own worker (once connected) runs; 503 names
+    whichever does not."""
     checks: dict[str, str] = {}
     try:
         await asyncio.wait_for(session.execute(text("SELECT 1")), READY_TIMEOUT_S)
@@ -34,5 +35,8 @@ async def readyz(request: Request, session: SessionDep) -> JSONResponse:
         checks["temporal"] = "ok"
     except Exception as err:
         checks["temporal"] = f"error: {type(err).__name__}"
+    worker = request.app.state.api_worker  # the API's own worker, once Temporal is connected
+    if worker is not None:
+        checks["worker"] = "ok" if not worker.done() else "error: stopped"
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from domain.traces.history import task_times
+from domain.traces.history import event_times
 from domain.traces.spans import SpanBuilder
 from schemas.contracts import call_seq_of_cost_key
 from schemas.traces import BilledCall, Span, Trace
@@ -19,7 +19,7 @@ def build_trace(job_id: str, history: dict[str, Any]) -> Trace:
     """The trace of one job from `{"events": [...]}`; a history without a start event raises ValueError."""
     builder = SpanBuilder()
     events = history.get("events") or []
-    for event, at in zip(events, task_times(events), strict=True):
+    for event, at in zip(events, event_times(events), strict=True):
         builder.add(event, at)
     if builder.root is None:
         raise ValueError(f"history of {job_id} has no WorkflowExecutionStarted event")

@@ -124,7 +124,7 @@ def enum_name(value: Any, prefix: str) -> str:
     return str(value or "").removeprefix(prefix).lower()
 
 
-def task_times(events: list[dict[str, Any]]) -> list[datetime]:
+def event_times(events: list[dict[str, Any]]) -> list[datetime]:
     """When each event happened, as near as history tells: its own time, or earlier for the events a workflow
     task's completion recorded.
 

@@ -68,7 +68,7 @@ class SpanBuilder:
         }
 
     def add(self, event: dict[str, Any], at: datetime | None = None) -> None:
-        """Feed one event; `at` is when it happened if not its own time (`history.task_times`)."""
+        """Feed one event; `at` is when it happened if not its own time (`history.event_times`)."""
         handler = self._handlers.get(h.event_type(event))
         if handler is not None and (self.root is not None or handler == self._started):
             handler(event, h.attributes(event), at or h.event_time(event))
@@ -158,7 +158,7 @@ class SpanBuilder:
         data = h.first_payload((attrs.get("details") or {}).get("data"))
         data = data if isinstance(data, dict) else {}
         # `complete_time` is not a clock reading (the task's start plus the last attempt's run time): the
-        # activity ended by the marker's time as `task_times` gives it.
+        # activity ended by the marker's time as `event_times` gives it.
         completed = at
         scheduled = h.parse_time(data.get("original_schedule_time")) or completed
         name = str(data.get("activity_type") or "local_activity")

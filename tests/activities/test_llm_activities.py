@@ -80,7 +80,9 @@ async def activities(
     routes: RoutesConfig, sqlite_sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[LLMActivities]:
     async with httpx.AsyncClient() as http:
-        yield LLMActivities(routes=routes, sessions=sqlite_sessions, http=http, upstream_keys={"up": HOLDER_KEY})
+        yield LLMActivities(
+            routes=routes, sessions=sqlite_sessions, http=http, upstream_keys={"up": HOLDER_KEY}, local_call_max_s=60
+        )
 
 
 def attempt(number: int) -> ActivityEnvironment:
@@ -136,7 +138,7 @@ async def test_preflight_plans_the_route_in_order_with_regions_and_prices(
     activities: LLMActivities, prefix: str
 ) -> None:
     plan = await ActivityEnvironment().run(
-        activities.preflight, PreflightInput(job_id="job-1", tenant_id=TENANT, model="fast")
+        activities.preflight, PreflightInput(job_id="job-1", tenant_id=TENANT, model="fast", synchronous=True)
     )
 
     assert [(d.provider, d.model, d.region, d.call) for d in plan.deployments] == [
@@ -155,6 +157,15 @@ async def test_preflight_plans_the_route_in_order_with_regions_and_prices(
     assert unpriced == ResolvedPrice(input_per_mtok=0, output_per_mtok=0, known=False)
     assert [d.retry.max_attempts for d in plan.deployments] == [5, 3, 5]
     assert plan.deployments[0].timeout_s == 2
+
+
+async def test_a_submitted_job_calls_auto_deployments_as_activities(activities: LLMActivities) -> None:
+    # Nobody waits on it: its calls go to the shared workers, where a query follows them.
+    plan = await ActivityEnvironment().run(
+        activities.preflight, PreflightInput(job_id="job-1", tenant_id=TENANT, model="fast")
+    )
+
+    assert [d.call for d in plan.deployments] == ["activity", "local", "activity"]
 
 
 async def test_preflight_of_an_unknown_model_is_a_non_retryable_unknown_model(activities: LLMActivities) -> None:

@@ -70,7 +70,7 @@ async def sessions(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSes
 @pytest.fixture
 async def activities(routes: RoutesConfig, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[LLMActivities]:
     async with httpx.AsyncClient() as http:
-        yield LLMActivities(routes=routes, sessions=sessions, http=http, upstream_keys={})
+        yield LLMActivities(routes=routes, sessions=sessions, http=http, upstream_keys={}, local_call_max_s=60)
 
 
 async def plan(

@@ -46,7 +46,19 @@ async def test_health_and_readiness(kintsugi_db: Harness) -> None:
     assert (await kintsugi_db.http.get("/healthz")).json() == {"status": "ok"}
     ready = await kintsugi_db.http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "temporal": "ok"}
+    assert ready.json()["checks"] == {"database": "ok", "temporal": "ok", "worker": "ok"}
+
+
+async def test_an_api_whose_worker_stopped_is_not_ready(kintsugi: Harness) -> None:
+    assert (await kintsugi.http.get("/readyz")).status_code == 200  # connects, and starts the API's worker
+    worker = kintsugi.app.state.api_worker
+    worker.cancel()
+    await asyncio.wait([worker])
+
+    ready = await kintsugi.http.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["worker"] == "error: stopped"
 
 
 async def test_app_key_runs_jobs_of_its_own_tenant_only(kintsugi_db: Harness) -> None:

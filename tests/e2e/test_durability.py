@@ -12,7 +12,9 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 
+from tests.support.common import HELLO
 from tests.support.harness import ADMIN_KEY, Harness, KintsugiFactory
+from tests.support.replay import assert_replays
 
 JOBS = 8
 SYNC_JOBS = 50
@@ -68,7 +70,7 @@ async def test_sigkilled_api_process_loses_no_synchronous_job_and_bills_each_onc
     # with its worker, which starts every chat completion eagerly on itself.
     async with make_kintsugi(sqlite_url, api_worker=False) as kintsugi:
         slow = kintsugi.model("a")
-        kintsugi.upstream.configure(slow, latency_ms=1500)
+        kintsugi.upstream.configure(slow, latency_ms=30_000)  # no call answers before the kill
         log = tmp_path / "api.log"
         with kintsugi.api_process(log) as (api, url):
             async with httpx.AsyncClient(base_url=url, timeout=30) as http:
@@ -85,6 +87,7 @@ async def test_sigkilled_api_process_loses_no_synchronous_job_and_bills_each_onc
                 assert await _until_calls(kintsugi, slow, SYNC_JOBS) >= SYNC_JOBS, log.read_text()
                 api.send_signal(signal.SIGKILL)
                 api.wait(timeout=10)
+                kintsugi.upstream.configure(slow)  # answers the shared workers at once (and counts from 0)
                 answers = await asyncio.gather(*requests, return_exceptions=True)
         assert all(isinstance(answer, httpx.HTTPError) for answer in answers), "a request outlived its process"
 
@@ -95,8 +98,38 @@ async def test_sigkilled_api_process_loses_no_synchronous_job_and_bills_each_onc
             assert identities[0].endswith(" api"), f"{job_id} did not start in the API process: {identities}"
             assert not identities[-1].endswith(" api"), f"{job_id} did not finish on the shared workers"
             assert len(await kintsugi.cost_rows(job_id)) == 1, f"{job_id} is not billed exactly once"
-        # Every first call died with the API process and was made again by the shared worker.
-        assert kintsugi.upstream.calls(slow) >= 2 * SYNC_JOBS
+        # Every call died with the API process and was made again by the shared worker.
+        assert kintsugi.upstream.calls(slow) == SYNC_JOBS
+        # Histories of jobs taken over after a workflow-task timeout replay as well.
+        await assert_replays(histories.values())
+
+
+async def test_sigkilled_shared_worker_mid_call_still_answers_a_synchronous_request(
+    make_kintsugi: KintsugiFactory, sqlite_url: str, tmp_path: Path
+) -> None:
+    # The default deployment: the API runs its worker; a long (`call: activity`) call runs on a shared worker.
+    async with make_kintsugi(sqlite_url, run_worker=False) as kintsugi:
+        slow = kintsugi.model("a")
+        kintsugi.upstream.configure(slow, latency_ms=1500)
+        log = tmp_path / "worker.log"
+        with kintsugi.worker_process(log) as first:
+            request = asyncio.create_task(
+                kintsugi.http.post(
+                    "/v1/chat/completions", json={"model": "activity", "messages": HELLO}, headers=kintsugi.admin
+                )
+            )
+            assert await _until_calls(kintsugi, slow, 1) >= 1, log.read_text()
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+
+        with kintsugi.worker_process(log):
+            answer = await asyncio.wait_for(request, 60)
+
+        assert answer.status_code == 200, answer.text
+        job_id = answer.headers["x-kintsugi-job-id"]
+        assert kintsugi.upstream.calls(slow) == 2  # the killed call, made again by the second worker
+        assert len(await kintsugi.cost_rows(job_id)) == 1
+        await assert_replays([await kintsugi.temporal.get_workflow_handle(job_id).fetch_history()])
 
 
 async def _finished_histories(temporal: Client, task_queue: str, n: int) -> dict[str, WorkflowHistory]:

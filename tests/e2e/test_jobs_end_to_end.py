@@ -248,7 +248,7 @@ async def test_a_cancel_during_a_local_call_lands_once_the_call_is_over_and_the_
 ) -> None:
     # A local call holds its workflow task: the cancel reaches the job once the call has answered, and the
     # provider has charged for that answer, so it is billed although the job ends cancelled.
-    done = await _cancel_mid_call(kintsugi, "primary")
+    done = await _cancel_mid_call(kintsugi, "local-fallback")
 
     assert done["status"] == "cancelled"
     assert kintsugi.upstream.calls(kintsugi.model("a")) == 1

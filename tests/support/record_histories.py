@@ -33,8 +33,10 @@ from tests.support.harness import UPSTREAM_KEY_ENV, Harness, running_kintsugi
 Scenario = Callable[[Harness], Awaitable[str]]
 
 
-async def _submit(harness: Harness, model: str, **extra: Any) -> str:
-    response = await harness.submit({"model": model, "messages": HELLO, **extra})
+async def _submit(harness: Harness, model: str, *, wait: float | None = 5, **extra: Any) -> str:
+    """`POST /v1/jobs`, by default with `Prefer: wait` (a synchronous job: started eagerly on the API's worker,
+    `call: auto` calls local); `wait=None` submits it (queued for any worker, `auto` calls as activities)."""
+    response = await harness.submit({"model": model, "messages": HELLO, **extra}, wait=wait)
     response.raise_for_status()
     return str(response.json()["id"])
 
@@ -46,7 +48,7 @@ async def _finish(harness: Harness, job_id: str) -> str:
 
 async def _parked(harness: Harness, model: str = "primary") -> str:
     harness.upstream.configure(harness.model("a"), fail_always=True, status=500)
-    job_id = await _submit(harness, model, on_exhausted="park")
+    job_id = await _submit(harness, model, wait=1, on_exhausted="park")
     await harness.wait_status(job_id, "parked")
     return job_id
 
@@ -57,8 +59,8 @@ async def _repair(harness: Harness, job_id: str, body: dict[str, Any]) -> None:
 
 
 async def success(harness: Harness) -> str:
-    """`POST /v1/jobs` without waiting: the job is queued, then a worker picks it up."""
-    return await _finish(harness, await _submit(harness, "primary"))
+    """`POST /v1/jobs` without waiting: the job is queued, then a worker picks it up and calls as an activity."""
+    return await _finish(harness, await _submit(harness, "primary", wait=None))
 
 
 async def chat(harness: Harness) -> str:
@@ -70,24 +72,24 @@ async def chat(harness: Harness) -> str:
     return response.headers["x-kintsugi-job-id"]
 
 
-async def retry(harness: Harness, model: str = "primary") -> str:
+async def retry(harness: Harness, model: str = "primary", wait: float | None = 5) -> str:
     harness.upstream.configure(harness.model("a"), fail_first=2, status=500)
-    return await _finish(harness, await _submit(harness, model))
+    return await _finish(harness, await _submit(harness, model, wait=wait))
 
 
-async def reroute(harness: Harness, model: str = "fallback") -> str:
+async def reroute(harness: Harness, model: str = "fallback", wait: float | None = 5) -> str:
     harness.upstream.configure(harness.model("a"), fail_always=True, status=503)
-    return await _finish(harness, await _submit(harness, model))
+    return await _finish(harness, await _submit(harness, model, wait=wait))
 
 
 async def retry_activity(harness: Harness) -> str:
-    """`retry` on a deployment whose calls run as (remote) activities."""
-    return await retry(harness, "activity")
+    """`retry`, submitted, on a deployment whose calls run as (remote) activities."""
+    return await retry(harness, "activity", wait=None)
 
 
 async def reroute_activity(harness: Harness) -> str:
-    """`reroute` on deployments whose calls run as (remote) activities."""
-    return await reroute(harness, "activity-fallback")
+    """`reroute`, submitted, on deployments whose calls run as (remote) activities."""
+    return await reroute(harness, "activity-fallback", wait=None)
 
 
 async def park_repair(harness: Harness) -> str:

@@ -219,8 +219,9 @@ class JobRig:
         """Start a job as the API does (same input, same search attributes), with a fresh uuid4 job id.
 
         Args:
-            eager: Start it as the API starts a job that someone waits for: listed as `running` from its start,
-                its first workflow task asked for eagerly.
+            eager: Start it as the API starts a job that someone waits for: `synchronous`, listed as `running`
+                from its start, eager start requested (the time-skipping server dispatches it as usual: what
+                this tier checks is the workflow's side, not the server's eager path — tests/e2e does that).
             revision: `JobInput.revision`; an older one for a job that a previous deploy started.
         """
         handle = await self.env.client.start_workflow(
@@ -231,6 +232,7 @@ class JobRig:
                 messages=[ChatMessage.model_validate(m) for m in HELLO],
                 on_exhausted=on_exhausted,
                 park_timeout_s=park_timeout_s,
+                synchronous=eager,
                 revision=revision,
             ),
             id=f"job_{uuid.uuid4().hex}",

@@ -10,11 +10,12 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
 from schemas import errors
 from schemas import search_attributes as search_attrs
-from schemas.jobs import DeploymentRef, RepairInput, RepairOutput
+from schemas.jobs import JOB_REVISION, DeploymentRef, RepairInput, RepairOutput
 from schemas.routes import CallMode
 from tests.support.workflow_fakes import USAGE, FakeActivities, JobRig, Upstream, deployment
 from workflows.llm_job import LLMJobWorkflow
@@ -333,6 +334,21 @@ async def test_a_revision_1_job_still_upserts_every_status(jobs: JobRig, fakes: 
 
     assert await jobs.status_upserts(handle) == ["running", "parked", "running", "succeeded"]
     assert await jobs.search_status(handle) == "succeeded"
+
+
+async def test_a_job_of_a_newer_revision_waits_for_a_worker_that_knows_it(jobs: JobRig, fakes: FakeActivities) -> None:
+    # An API deployed before the workers started it: this worker fails the workflow task, not the job.
+    handle = await jobs.start("fast", revision=JOB_REVISION + 1)
+    for _ in range(100):
+        history = await handle.fetch_history()
+        if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in history.events):
+            break
+        await asyncio.sleep(0.05)
+
+    assert any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in history.events)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    assert fakes.calls == []  # nothing ran
+    await handle.terminate()
 
 
 # --- repair validation ------------------------------------------------------------------------------------

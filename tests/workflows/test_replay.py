@@ -17,15 +17,13 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
 
 from domain.traces.history import first_payload
 from schemas.jobs import JOB_REVISION
 from tests.support.common import HELLO, HISTORIES
 from tests.support.harness import Harness
 from tests.support.record_histories import SCENARIOS
-from workflows.llm_job import LLMJobWorkflow
+from tests.support.replay import replayer
 
 OLDER_REVISIONS = sorted(HISTORIES.glob("revision-*/*.json"))
 """Histories recorded by earlier revisions of the workflow, which the current code must still replay."""
@@ -47,10 +45,6 @@ def _recorded(path: Path) -> WorkflowHistory:
     raw = json.loads(path.read_text())
     workflow_id = raw["events"][0]["workflowExecutionStartedEventAttributes"]["workflowId"]
     return WorkflowHistory.from_json(workflow_id, raw)
-
-
-def replayer() -> Replayer:
-    return Replayer(workflows=[LLMJobWorkflow], data_converter=pydantic_data_converter)
 
 
 def test_every_scenario_has_a_recorded_history() -> None:
