@@ -306,21 +306,6 @@ async def test_a_failed_job_upserts_nothing_at_its_end(jobs: JobRig, fakes: Fake
     assert await jobs.listed_status(handle) == "failed"
 
 
-async def test_a_cancelled_job_upserts_nothing_at_its_end(jobs: JobRig, fakes: FakeActivities) -> None:
-    fakes.routes["fast"] = [deployment("a")]
-    fakes.upstreams["a"] = Upstream(fail_always=True)
-    handle = await jobs.start("fast", on_exhausted="park")
-    await jobs.until_status(handle, "parked")
-
-    await handle.cancel()
-    await jobs.cancelled(handle)
-
-    assert await jobs.status_upserts(handle) == ["running", "parked"]
-    assert await jobs.search_status(handle) == "parked"
-    assert await jobs.execution_status(handle) == WorkflowExecutionStatus.CANCELED
-    assert await jobs.listed_status(handle) == "cancelled"
-
-
 async def test_a_revision_1_job_still_upserts_every_status(jobs: JobRig, fakes: FakeActivities) -> None:
     # A job that a deploy before revisions started keeps the commands it was recorded with (test_replay).
     fakes.routes["fast"] = [deployment("a")]
@@ -444,6 +429,9 @@ async def test_cancel_while_parked(jobs: JobRig, fakes: FakeActivities) -> None:
     await jobs.cancelled(handle)
 
     assert fakes.event_types() == ["job.started", "job.parked", "job.cancelled"]
+    # Nothing upserted at its end: the execution status says it was cancelled.
+    assert await jobs.status_upserts(handle) == ["running", "parked"]
+    assert await jobs.execution_status(handle) == WorkflowExecutionStatus.CANCELED
     assert await jobs.listed_status(handle) == "cancelled"
 
 
