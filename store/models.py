@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Dialect
+from sqlalchemy import JSON, Column, DateTime, Dialect, Index, UniqueConstraint, true
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import AutoString, Field, SQLModel
 
@@ -96,8 +96,34 @@ class ModelCostLog(SQLModel, table=True):
     """Of `input_tokens`, those written to the provider's prompt cache (Anthropic bills them apart)."""
     reasoning_tokens: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     """Of `output_tokens`, those spent on reasoning."""
-    cost_usd: float
+    cost_usd: float | None = None
+    """None when the price is unknown (`price_known` false): an unpriced call is never recorded as free."""
+    key_id: str | None = Field(default=None, max_length=64)
+    """The API key that submitted the job; None for the environment's admin key and rows billed before keys
+    were recorded."""
+    call_seq: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    """The job's call number this row bills (`cost_key`)."""
+    route: str | None = Field(default=None, max_length=200)
+    """The model alias the app sent (the route); `provider`/`model` are the deployment that answered."""
+    price_known: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
+    price_source: str | None = Field(default=None, max_length=32)
+    """`override` (routes file), `catalogue` (litellm's file, with the entry's name in `price_name`) or `unknown`."""
+    price_name: str | None = Field(default=None, max_length=200)
+    input_per_mtok: float | None = None
+    output_per_mtok: float | None = None
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+    reasoning_per_mtok: float | None = None
+    """The unit prices (USD per million tokens) this row was billed at; tiered prices as applied."""
+    upstream_latency_ms: float | None = None
+    outcome: str = Field(default="success", max_length=16, sa_column_kwargs={"server_default": "success"})
+    """`success`, `cache_hit` (no provider call: cost 0, `saved_usd` what the call would have cost),
+    `refused` or `failed_billed`."""
+    saved_usd: float | None = None
+    policy_version: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+
+    __table_args__ = (Index("ix_model_cost_logs_tenant_created", "tenant_id", "created_at"),)
 
 
 class EventLog(SQLModel, table=True):
@@ -113,3 +139,123 @@ class EventLog(SQLModel, table=True):
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
     exported_at: datetime | None = Field(default=None, sa_column=_tz_column(nullable=True))
+
+
+class PromptSignature(SQLModel, table=True):
+    """One job's prompt, as similarity sees it: its exact hash and MinHash signature (`domain.similarity`)."""
+
+    __tablename__ = "prompt_signatures"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(unique=True, max_length=255)
+    tenant_id: str = Field(max_length=64)
+    key_id: str | None = Field(default=None, max_length=64)
+    exact_hash: str = Field(max_length=64)
+    signature: list[int] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+
+    __table_args__ = (Index("ix_prompt_signatures_tenant_hash", "tenant_id", "exact_hash"),)
+
+
+class PromptBand(SQLModel, table=True):
+    """One LSH band of a prompt's signature: prompts sharing a band hash are near-duplicate candidates."""
+
+    __tablename__ = "prompt_bands"
+
+    id: int | None = Field(default=None, primary_key=True)
+    band_key: str = Field(unique=True, max_length=300)
+    """`{job_id}:{band}`: a retried postflight writes each band once."""
+    tenant_id: str = Field(max_length=64)
+    band_hash: str = Field(max_length=64)
+    """The band's index and hash, hashed together (`domain.similarity`)."""
+    job_id: str = Field(max_length=255)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+
+    __table_args__ = (Index("ix_prompt_bands_tenant_band", "tenant_id", "band_hash"),)
+
+
+class PromptSimilarityLog(SQLModel, table=True):
+    """A job whose prompt matched an earlier one of its tenant (exactly or nearly)."""
+
+    __tablename__ = "prompt_similarity_logs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(unique=True, max_length=255)
+    matched_job_id: str = Field(max_length=255)
+    score: float
+    method: str = Field(max_length=16)
+    """`exact` or `minhash`."""
+    tenant_id: str = Field(max_length=64)
+    key_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+
+    __table_args__ = (Index("ix_prompt_similarity_logs_tenant_key_created", "tenant_id", "key_id", "created_at"),)
+
+
+class ResponseCacheEntry(SQLModel, table=True):
+    """A successful answer kept for identical or near-identical requests of the same tenant and route."""
+
+    __tablename__ = "response_cache"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(unique=True, max_length=255)
+    """The job whose answer this is; its prompt's signature and bands are in `prompt_signatures`/`prompt_bands`."""
+    tenant_id: str = Field(max_length=64)
+    route: str = Field(max_length=200)
+    fingerprint: str = Field(max_length=64)
+    """Everything but the prompt that must match: route, tools, response format, parameters (`domain.cache_keys`)."""
+    exact_hash: str = Field(max_length=64)
+    signature: list[int] = Field(sa_column=Column(JSON, nullable=False))
+    answer: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    """The `JobResult`, as JSON."""
+    usage: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    provider: str = Field(max_length=100)
+    model: str = Field(max_length=200)
+    cost_usd: float | None = None
+    """What the answer cost when it was made: a hit saves it again."""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+    expires_at: datetime = Field(sa_column=_tz_column())
+
+    __table_args__ = (
+        Index("ix_response_cache_lookup", "tenant_id", "route", "fingerprint", "exact_hash"),
+    )
+
+
+GLOBAL_SCOPE = ""
+"""`feature_flags.tenant_id` of a flag's global value (a tenant's row overrides it)."""
+
+
+class FeatureFlag(SQLModel, table=True):
+    """A flag's global value (`tenant_id` = GLOBAL_SCOPE) or one tenant's override; absent: the default."""
+
+    __tablename__ = "feature_flags"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64)
+    tenant_id: str = Field(default=GLOBAL_SCOPE, max_length=64)
+    enabled: bool
+    rollout_percent: int = Field(default=100, sa_column_kwargs={"server_default": "100"})
+    """Of the tenants this row covers, the share it is enabled for, stable per tenant (`domain.flags`)."""
+    updated_by: str | None = Field(default=None, max_length=64)
+    """The key id of who set it; None for the environment's admin key."""
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+
+    __table_args__ = (UniqueConstraint("key", "tenant_id", name="uq_feature_flags_key_tenant"),)
+
+
+class AuditLog(SQLModel, table=True):
+    """Who changed what: flags now; policies, keys and the rest as they come."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(index=True, max_length=64)
+    """The tenant the change applies to (GLOBAL_SCOPE for a platform-wide change)."""
+    actor_tenant_id: str = Field(max_length=64)
+    actor_key_id: str | None = Field(default=None, max_length=64)
+    action: str = Field(max_length=64)
+    """`flag.set`, …"""
+    target: str = Field(max_length=200)
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
