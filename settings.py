@@ -55,15 +55,28 @@ class Settings(BaseSettings):
     to the replica's own address when workers run on other machines)."""
     relay_secret: str = ""
     """Signs the relay's per-job tokens; empty means one derived from the admin key (every process has it)."""
+    ui_session_secret: str = ""
+    """Signs the web UI's session cookies; empty means one derived from the admin key, so every API replica
+    accepts a session another one issued, and rotating the admin key ends every session."""
     api_worker: bool = True
     """The API process runs a worker of its own (workflow tasks and local activities, no remote activities)
     and starts synchronous jobs eagerly on it: the job runs in the process that waits for it. Off: every job
     runs on the shared workers (`kintsugi worker`)."""
     local_call_max_s: float = Field(default=60.0, gt=0)
     """A deployment with `call: auto` whose `timeout_s` is at most this calls as a local activity."""
+    similarity_threshold: float = Field(default=0.9, gt=0, le=1)
+    """Two prompts of a tenant at least this similar (estimated Jaccard of their shingles) are near-duplicates
+    (`prompt_similarity_logs`); a tenant's policy will override it."""
+    cache_ttl_s: float = Field(default=3600, gt=0)
+    """How long a cached answer serves repeats (for tenants with `enable_response_cache` on)."""
+    cache_near_duplicate: float = Field(default=0.95, gt=0, le=1)
+    """A prompt at least this similar to a cached one (same route and parameters) is answered from the cache."""
     workflow_sandbox: bool = False
     """Run workflows in Temporal's sandbox. It re-imports the workflow module for every run (~6 ms of worker
     CPU per job measured here); determinism is guarded instead by replay tests, which run with it on."""
+    flag_cache_ttl_s: float = Field(default=5.0, ge=0, le=5)
+    """How long a process reuses the feature flags it read: a change is in force everywhere within this
+    (at most the 5 s DESIGN.md promises; 0 reads them for every job)."""
 
     @model_validator(mode="after")
     def _refuse_placeholder_admin_key(self) -> Settings:
@@ -104,3 +117,9 @@ class Settings(BaseSettings):
         """The token that lets a worker stream one job's chunks to an API replica (and nothing else)."""
         secret = self.relay_secret or hashlib.sha256(f"kintsugi-relay:{self.admin_api_key}".encode()).hexdigest()
         return hmac.new(secret.encode(), job_id.encode(), hashlib.sha256).hexdigest()
+
+    @property
+    def ui_session_key(self) -> bytes:
+        """The HMAC key of the web UI's session cookies (`ui_session_secret`, or derived from the admin key)."""
+        secret = self.ui_session_secret or f"kintsugi-ui-session:{self.admin_api_key}"
+        return hashlib.sha256(secret.encode()).digest()

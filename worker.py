@@ -20,6 +20,7 @@ from activities.llm import LLMActivities
 from client.connect import connect
 from settings import Settings
 from store.engine import create_engine, session_factory
+from store.flag_cache import FlagCache, environment_flag_defaults
 from workflows.llm_job import LLMJobWorkflow
 
 WORKFLOWS = [LLMJobWorkflow]
@@ -29,16 +30,26 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=8)
 log = logging.getLogger("kintsugi.worker")
 
 
-def build_activities(settings: Settings, engine: AsyncEngine, http: httpx.AsyncClient) -> LLMActivities:
-    """The activities' holder: routes, sessions, the shared HTTP client, and the secrets read from settings
-    (upstream keys, relay tokens), so none of them travels in a workflow input."""
+def build_activities(
+    settings: Settings, engine: AsyncEngine, http: httpx.AsyncClient, *, flags: FlagCache | None = None
+) -> LLMActivities:
+    """The activities' holder: routes, sessions, the shared HTTP client, feature flags, and the secrets read
+    from settings (upstream keys, relay tokens), so none of them travels in a workflow input.
+
+    `flags`: the API process passes its own cache, so a flag it changes is in force at once for the jobs it runs.
+    """
+    sessions = session_factory(engine)
     return LLMActivities(
         routes=settings.routes,
-        sessions=session_factory(engine),
+        sessions=sessions,
         http=http,
         upstream_keys=settings.upstream_keys(),
         relay_token=settings.relay_token,
         local_call_max_s=settings.local_call_max_s,
+        flags=flags or FlagCache(sessions, defaults=environment_flag_defaults(), ttl_s=settings.flag_cache_ttl_s),
+        similarity_threshold=settings.similarity_threshold,
+        cache_ttl_s=settings.cache_ttl_s,
+        cache_near_duplicate=settings.cache_near_duplicate,
     )
 
 
@@ -76,12 +87,14 @@ def upstream_http() -> httpx.AsyncClient:
 
 
 @contextlib.asynccontextmanager
-async def api_worker(client: Client, settings: Settings, engine: AsyncEngine) -> AsyncIterator[asyncio.Task[None]]:
+async def api_worker(
+    client: Client, settings: Settings, engine: AsyncEngine, *, flags: FlagCache | None = None
+) -> AsyncIterator[asyncio.Task[None]]:
     """The API process's worker, on `client` itself: the server hands a job started eagerly on this client
     (`start_job(synchronous=True)`) straight to it. Yields the task it runs in (done: the worker has stopped,
     which readiness reports); shut down gracefully on exit, like `kintsugi worker`."""
     async with upstream_http() as http:
-        worker = build_worker(client, settings, build_activities(settings, engine, http), in_api=True)
+        worker = build_worker(client, settings, build_activities(settings, engine, http, flags=flags), in_api=True)
         # A task of its own, in a fresh context: not a part of whichever request happened to connect first.
         running = asyncio.get_running_loop().create_task(worker.run(), name="api-worker", context=Context())
         try:

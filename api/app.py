@@ -10,10 +10,14 @@ from fastapi import FastAPI
 
 from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handlers
-from api.routes import admin, chat, embeddings, health, jobs, streams, traces
+from api.routes import admin, chat, costs, embeddings, health, jobs, streams, traces
+from api.routes import audit as audit_routes
+from api.routes import flags as flag_routes
 from api.stream_hub import StreamHub
+from api.ui.routes import install_ui
 from settings import Settings
 from store.engine import create_engine, session_factory
+from store.flag_cache import FlagCache, environment_flag_defaults
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,6 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.routes = routes
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
+        app.state.flags = FlagCache(
+            app.state.sessions, defaults=environment_flag_defaults(), ttl_s=settings.flag_cache_ttl_s
+        )
         # Connected on first use (`api.temporal.connect_temporal`): the API starts, and /readyz reports,
         # while Temporal is still coming up.
         app.state.temporal = None
@@ -48,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The relay streams a whole answer as one body; it is authenticated by its token, not size-limited.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefix="/internal/relay/")
     install_error_handlers(app)
-    for module in (health, jobs, traces, streams, chat, embeddings, admin):
+    for module in (health, jobs, traces, streams, chat, embeddings, admin, costs):
         app.include_router(module.router)
+    install_ui(app)  # the web UI: its pages, static files, and its own refusals (pages, not JSON)
+    app.include_router(flag_routes.router)
+    app.include_router(audit_routes.router)
     return app

@@ -65,6 +65,7 @@ async def start_job(
     *,
     tenant_id: str,
     request: JobCreate,
+    key_id: str | None = None,
     job_id: str | None = None,
     relay_url: str | None = None,
     synchronous: bool = False,
@@ -72,6 +73,7 @@ async def start_job(
     """Start the job (or find the one its idempotency key started).
 
     Args:
+        key_id: The API key submitting the job (`JobInput.key_id`).
         job_id: Chosen by the caller when it must know the id before the job runs (to watch its stream).
         relay_url: The API replica that relays the answer live to a client (`JobInput.relay_url`).
         synchronous: Someone waits for the answer (`JobInput.synchronous`). With the API's worker
@@ -93,6 +95,7 @@ async def start_job(
         embedding=request.embedding,
         relay_url=relay_url,
         synchronous=synchronous,
+        key_id=key_id,
         revision=JOB_REVISION,
     )
     size = len(job_input.model_dump_json())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, model_validator
 
@@ -11,14 +11,8 @@ from schemas.contracts import EventType
 from schemas.embeddings import EmbeddingInput
 from schemas.jobs import JobKind, JobParams, JobResult, Usage
 from schemas.messages import ChatMessage
+from schemas.pricing import ResolvedPrice
 from schemas.routes import CallMode, DeploymentType, RetryConfig
-
-
-class ResolvedPrice(BaseModel):
-    input_per_mtok: float
-    output_per_mtok: float
-    known: bool
-    """False when neither the routes file nor the catalogue has a price: the call is logged at 0."""
 
 
 class PlannedDeployment(BaseModel):
@@ -56,8 +50,30 @@ class PreflightInput(BaseModel):
     """`JobInput.synchronous`: decides `call: auto` (`domain.routing.call_mode`)."""
 
 
+class CachedAnswer(BaseModel):
+    """An earlier answer of the tenant's response cache that serves this job instead of a provider."""
+
+    job_id: str
+    """The job whose answer it is."""
+    answer: JobResult
+    usage: Usage
+    """What the answer cost in tokens when it was made (no tokens are spent now)."""
+    provider: str
+    model: str
+    saved_usd: float | None
+    """What the call would have cost (the cached job's cost); None when its price was unknown."""
+    score: float
+    method: str
+    """`exact` or `minhash` (near-identical prompt, `score` its estimated similarity)."""
+
+
 class PreflightOutput(BaseModel):
     deployments: list[PlannedDeployment]
+    flags: dict[str, bool] = {}
+    """The flags this job's bookkeeping follows, as preflight read them (the workflow reads no database);
+    absent in histories recorded before flags, where everything ran as on."""
+    cached: CachedAnswer | None = None
+    """A response-cache hit: the job answers with it and calls no provider."""
 
 
 class CallModelInput(BaseModel):
@@ -92,17 +108,38 @@ class CallModelOutput(BaseModel):
         return value
 
 
+PostflightOutcome = Literal["success", "cache_hit"]
+
+
 class PostflightInput(BaseModel):
+    """Not recorded in history (a local activity's marker holds its result only), so it may carry the prompt
+    and the answer that similarity and the response cache need."""
+
     job_id: str
     tenant_id: str
+    key_id: str | None = None
+    route: str | None = None
+    """The model alias the job ran on."""
     call_seq: int
     deployment: PlannedDeployment
     usage: Usage
+    latency_ms: float | None = None
+    outcome: PostflightOutcome = "success"
+    cached: CachedAnswer | None = None
+    """Set for a cache hit: the answer reused (`outcome="cache_hit"`)."""
+    flags: dict[str, bool] = {}
+    """`PreflightOutput.flags`: a flag absent is on."""
+    kind: JobKind = "chat"
+    messages: list[ChatMessage] = []
+    params: JobParams = JobParams()
+    answer: JobResult | None = None
+    """The answer to keep in the response cache (when the tenant has it on and the request is cacheable)."""
     events: list[JobEvent] = []
 
 
 class PostflightOutput(BaseModel):
-    cost_usd: float
+    cost_usd: float | None
+    """None: the deployment's price is unknown (the call is recorded as unpriced, never as free)."""
 
 
 class RecordEventsInput(BaseModel):

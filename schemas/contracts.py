@@ -16,6 +16,7 @@ EventType = Literal[
     "job.succeeded",
     "job.failed",
     "job.cancelled",
+    "job.cache_hit",
 ]
 """Lifecycle events a job writes to the outbox (`event_logs.type`); rules will match on these."""
 

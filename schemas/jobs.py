@@ -13,9 +13,10 @@ from schemas.routes import DeploymentType
 
 JobStatus = Literal["queued", "running", "parked", "succeeded", "failed", "cancelled"]
 OnExhausted = Literal["fail", "park"]
-JOB_REVISION = 2
+JOB_REVISION = 3
 """The job workflow's current revision (`JobInput.revision`). 2: statuses that visibility already knows
-(every final one, and `running` for a job started as running) are not upserted."""
+(every final one, and `running` for a job started as running) are not upserted. 3: a response-cache hit
+found by preflight skips the upstream call."""
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 JobKind = DeploymentType
 """What a job asks for: a chat completion or embeddings; only a route of deployments of that type serves it."""
@@ -177,6 +178,9 @@ class JobInput(BaseModel):
     synchronous: bool = False
     """Someone waits for the answer (a chat completion, an embedding, `Prefer: wait`): `call: auto` makes its
     calls local activities, in the workflow task, rather than activities on the shared workers."""
+    key_id: str | None = None
+    """The API key that submitted the job (cost rows and similarity are per key); None for the environment's
+    admin key."""
     revision: int = 1
     """Which commands the workflow issues for this job (`JOB_REVISION` for every new one). A change to them
     takes a new revision and keeps the old path, so a deploy never breaks a job in flight and no patch marker
@@ -194,7 +198,10 @@ class JobState(BaseModel):
     result: JobResult | None = None
     error: JobError | None = None
     usage: Usage | None = None
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0
+    """None when the deployment that answered has no known price (the call is recorded as unpriced)."""
+    cache_hit: bool = False
+    """The answer came from the tenant's response cache: no provider was called, the cost is 0."""
     metadata: dict[str, str] = {}
     finished_at: datetime | None = None
 

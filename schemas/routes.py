@@ -35,10 +35,18 @@ DEFAULT_CALL_RETRY = RetryConfig()
 
 
 class Price(BaseModel):
+    """A deployment's price in USD per million tokens, instead of the catalogue's."""
+
     model_config = ConfigDict(extra="forbid")
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    """A prompt-cache read; absent: the input price."""
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
+    """A prompt-cache write; absent: the input price."""
+    reasoning_per_mtok: float | None = Field(default=None, ge=0)
+    """A reasoning token; absent: the output price."""
 
 
 class _ProviderBase(BaseModel):

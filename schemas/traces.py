@@ -32,7 +32,11 @@ class Trace(BaseModel):
     status: JobStatus
     root: Span
     cost_usd: float = 0.0
-    """Sum of the job's billed calls; each call_model span carries its own share."""
+    """Sum of the job's priced calls; each call_model span carries its own share."""
+    unpriced_calls: int = 0
+    """Calls whose deployment has no known price: not in `cost_usd`."""
+    saved_usd: float = 0.0
+    """What a response-cache hit saved (the preflight span's `cache_hit` names the answer reused)."""
 
 
 class BilledCall(BaseModel):
@@ -40,6 +44,8 @@ class BilledCall(BaseModel):
 
     idempotency_key: str
     """`schemas.contracts.cost_key(job_id, call_seq)`: names the call the row billed."""
-    cost_usd: float
+    cost_usd: float | None
+    """None: unpriced."""
+    saved_usd: float | None = None
     input_tokens: int
     output_tokens: int

@@ -216,9 +216,7 @@ class ResponseCacheEntry(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
     expires_at: datetime = Field(sa_column=_tz_column())
 
-    __table_args__ = (
-        Index("ix_response_cache_lookup", "tenant_id", "route", "fingerprint", "exact_hash"),
-    )
+    __table_args__ = (Index("ix_response_cache_lookup", "tenant_id", "route", "fingerprint", "exact_hash"),)
 
 
 GLOBAL_SCOPE = ""

@@ -16,11 +16,13 @@ with workflow.unsafe.imports_passed_through():
     from schemas import errors
     from schemas import search_attributes as search_attrs
     from schemas.calls import (
+        CachedAnswer,
         CallModelInput,
         CallModelOutput,
         JobEvent,
         PlannedDeployment,
         PostflightInput,
+        PostflightOutput,
         PreflightInput,
         PreflightOutput,
         RecordEventsInput,
@@ -32,10 +34,12 @@ with workflow.unsafe.imports_passed_through():
         DeploymentRef,
         JobError,
         JobInput,
+        JobResult,
         JobState,
         JobStatus,
         RepairInput,
         RepairOutput,
+        Usage,
     )
     from schemas.routes import RetryConfig
     from workflows.failures import CALL_FAILURES, attempts_spent, is_cancellation, job_error, unwrap
@@ -88,6 +92,8 @@ class LLMJobWorkflow:
             self._set_status("running")
             self._event("job.started", model=input.model)
             plan = await self._preflight(input.model)
+            if plan.cached is not None and input.revision >= 3:
+                return await self._answer_from_cache(plan, plan.cached)
             while True:
                 try:
                     deployment, output = await self._call_plan(plan)
@@ -102,7 +108,7 @@ class LLMJobWorkflow:
                         self._state.model = repair.model
                         workflow.upsert_search_attributes([search_attrs.MODEL.value_set(repair.model)])
                         plan = await self._preflight(repair.model)
-            return await self._succeed(deployment, output)
+            return await self._succeed(plan, deployment, output)
         except asyncio.CancelledError as err:
             # Every activity call goes through `_cancellable`, so a cancel arrives here in this one form.
             self._state.finished_at = workflow.now()
@@ -213,9 +219,7 @@ class LLMJobWorkflow:
         self._event("job.repaired", action=repair.action, model=repair.model)
         return repair
 
-    async def _succeed(self, deployment: PlannedDeployment, output: CallModelOutput) -> JobState:
-        # Written by postflight with the events still pending; they stay pending until it returns, so a job
-        # cancelled during postflight still records them (but not this one) with its cancellation.
+    async def _succeed(self, plan: PreflightOutput, deployment: PlannedDeployment, output: CallModelOutput) -> JobState:
         succeeded = self._new_event(
             "job.succeeded",
             provider=deployment.provider,
@@ -226,25 +230,82 @@ class LLMJobWorkflow:
             upstream_latency_ms=round(output.latency_ms, 1),
             price_known=deployment.price.known,
         )
-        billed = await _cancellable(
+        billed = await self._postflight(
+            plan,
+            deployment,
+            output.usage,
+            succeeded,
+            latency_ms=output.latency_ms,
+            answer=output.answer,
+        )
+        return self._finish(output.answer, output.usage, billed.cost_usd)
+
+    async def _answer_from_cache(self, plan: PreflightOutput, cached: CachedAnswer) -> JobState:
+        """Preflight found an earlier answer to the same request of this tenant: no provider is called, the
+        cost row says `cache_hit` with what the call would have cost, and the answer is the earlier one."""
+        deployment = next(
+            (d for d in plan.deployments if (d.provider, d.model) == (cached.provider, cached.model)),
+            plan.deployments[0],
+        ).model_copy(update={"provider": cached.provider, "model": cached.model})
+        self._state.deployment = DeploymentRef(provider=cached.provider, model=cached.model)
+        self._state.cache_hit = True
+        hit = self._new_event(
+            "job.cache_hit",
+            provider=cached.provider,
+            model=cached.model,
+            cached_job_id=cached.job_id,
+            method=cached.method,
+            score=round(cached.score, 4),
+            saved_usd=cached.saved_usd,
+        )
+        await self._postflight(plan, deployment, cached.usage, hit, cached=cached)
+        return self._finish(cached.answer, cached.usage, 0.0)
+
+    async def _postflight(
+        self,
+        plan: PreflightOutput,
+        deployment: PlannedDeployment,
+        usage: Usage,
+        last_event: JobEvent,
+        *,
+        latency_ms: float | None = None,
+        answer: JobResult | None = None,
+        cached: CachedAnswer | None = None,
+    ) -> PostflightOutput:
+        # Written with the events still pending; they stay pending until it returns, so a job cancelled during
+        # postflight still records them (but not `last_event`) with its cancellation.
+        output = await _cancellable(
             workflow.execute_local_activity_method(
                 LLMActivities.postflight,
                 PostflightInput(
                     job_id=workflow.info().workflow_id,
                     tenant_id=self._input.tenant_id,
+                    key_id=self._input.key_id,
+                    route=self._state.model,
                     call_seq=self._call_seq,
                     deployment=deployment,
-                    usage=output.usage,
-                    events=[*self._pending_events, succeeded],
+                    usage=usage,
+                    latency_ms=latency_ms,
+                    outcome="cache_hit" if cached else "success",
+                    cached=cached,
+                    flags=plan.flags,
+                    kind=self._input.kind,
+                    messages=self._input.messages,
+                    params=self._input.params,
+                    answer=answer,
+                    events=[*self._pending_events, last_event],
                 ),
                 start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
                 retry_policy=LOCAL_ACTIVITY_RETRY,
             )
         )
         self._pending_events.clear()
-        self._state.result = output.answer
-        self._state.usage = output.usage
-        self._state.cost_usd = billed.cost_usd
+        return output
+
+    def _finish(self, answer: JobResult, usage: Usage, cost_usd: float | None) -> JobState:
+        self._state.result = answer
+        self._state.usage = usage
+        self._state.cost_usd = cost_usd
         self._state.error = None
         self._state.finished_at = workflow.now()
         self._set_status("succeeded")

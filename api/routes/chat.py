@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from temporalio.client import Client
 
+from api.auth import Principal
 from api.deps import AppDep, HubDep, RoutesDep, SettingsDep, TemporalDep, ViewerDep
 from api.errors import ApiError
 from api.job_answers import answer_or_error, wait_finished
@@ -55,9 +56,14 @@ async def chat_completions(
     except ValidationError as err:  # OpenAI's schema allows what a job does not (e.g. 60 metadata keys)
         raise ApiError(422, "validation_error", describe(err.errors()[0])) from err
     if body.stream and settings.stream_relay:
-        return await _stream_live(body, job_request, principal.tenant_id, temporal, settings, hub)
+        return await _stream_live(body, job_request, principal, temporal, settings, hub)
     handle = await job_client.start_job(
-        temporal, settings, tenant_id=principal.tenant_id, request=job_request, synchronous=True
+        temporal,
+        settings,
+        tenant_id=principal.tenant_id,
+        key_id=principal.key_id,
+        request=job_request,
+        synchronous=True,
     )
     state = await wait_finished(handle, body.model, settings.chat_timeout_s)
     result = answer_or_error(handle.id, state)
@@ -79,7 +85,7 @@ async def chat_completions(
 async def _stream_live(
     body: ChatCompletionRequest,
     job_request: JobCreate,
-    tenant_id: str,
+    principal: Principal,
     temporal: Client,
     settings: Settings,
     hub: StreamHub,
@@ -89,13 +95,14 @@ async def _stream_live(
     The job is durable as ever: a client that leaves does not cancel it, and `GET /v1/jobs/{id}/stream`
     resumes it. A job that fails before its first token is answered with an HTTP error, as without streaming.
     """
-    job_id = job_client.job_id_for(tenant_id, None)
+    job_id = job_client.job_id_for(principal.tenant_id, None)
     hub.watch(job_id)
     try:
         handle = await job_client.start_job(
             temporal,
             settings,
-            tenant_id=tenant_id,
+            tenant_id=principal.tenant_id,
+            key_id=principal.key_id,
             request=job_request,
             job_id=job_id,
             relay_url=settings.relay_base_url,

@@ -28,7 +28,7 @@ async def create_embeddings(
     require_route(routes, body.model, kind="embedding")
     request = JobCreate(model=body.model, kind="embedding", embedding=body.job_input())
     handle = await job_client.start_job(
-        temporal, settings, tenant_id=principal.tenant_id, request=request, synchronous=True
+        temporal, settings, tenant_id=principal.tenant_id, key_id=principal.key_id, request=request, synchronous=True
     )
     state = await wait_finished(handle, body.model, settings.chat_timeout_s)
     vectors = answer_or_error(handle.id, state).embeddings

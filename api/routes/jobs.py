@@ -38,7 +38,12 @@ async def submit_job(
     require_route(routes, body.model, kind=body.kind, params=body.params, messages=body.messages)
     wait_s = prefer_wait(prefer, settings.max_wait_s)
     handle = await job_client.start_job(
-        temporal, settings, tenant_id=principal.tenant_id, request=body, synchronous=wait_s is not None
+        temporal,
+        settings,
+        tenant_id=principal.tenant_id,
+        key_id=principal.key_id,
+        request=body,
+        synchronous=wait_s is not None,
     )
     if wait_s is not None:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"

@@ -52,5 +52,8 @@ def attach_costs(trace: Trace, rows: Sequence[BilledCall]) -> Trace:
             span.attributes.update(
                 cost_usd=row.cost_usd, input_tokens=row.input_tokens, output_tokens=row.output_tokens
             )
-    trace.cost_usd = sum(row.cost_usd for row in rows)
+    # An unpriced call (cost None) is counted apart, never as free; a cache hit's row costs 0.
+    trace.cost_usd = sum(row.cost_usd for row in rows if row.cost_usd is not None)
+    trace.unpriced_calls = sum(1 for row in rows if row.cost_usd is None)
+    trace.saved_usd = sum(row.saved_usd for row in rows if row.saved_usd is not None)
     return trace

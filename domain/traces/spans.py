@@ -185,6 +185,7 @@ class SpanBuilder:
             self._last_call = span
         if name == "preflight":
             self._last_deployment = None
+            span.attributes.update(_decision(h.first_payload((attrs.get("details") or {}).get("result"))))
 
     def _activity_scheduled(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
         name = (attrs.get("activityType") or {}).get("name", "")
@@ -283,3 +284,18 @@ class SpanBuilder:
     def _cancel_requested(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
         if self._cancel is None:
             self._cancel = self._span(event, "cancel requested", "cancel", at, reason=attrs.get("cause") or None)
+
+
+def _decision(plan: Any) -> dict[str, Any]:
+    """What a person needs of preflight's decision: the features the job ran without (flags off) and the cached
+    answer it reused instead of calling a provider."""
+    if not isinstance(plan, dict):
+        return {}
+    found: dict[str, Any] = {}
+    flags = plan.get("flags") or {}
+    if isinstance(flags, dict) and (skipped := sorted(key for key, on in flags.items() if on is False)):
+        found["skipped"] = skipped
+    cached = plan.get("cached")
+    if isinstance(cached, dict):
+        found["cache_hit"] = {key: cached.get(key) for key in ("job_id", "method", "score", "saved_usd")}
+    return found

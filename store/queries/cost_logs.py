@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from store.models import ModelCostLog
 from store.queries._inserts import insert_ignoring_duplicates, table_of
+
+_DETAIL_COLUMNS = frozenset(table_of(ModelCostLog).columns.keys()) - {"id"}
 
 
 async def insert_cost_log(
@@ -21,19 +24,21 @@ async def insert_cost_log(
     model: str,
     input_tokens: int,
     output_tokens: int,
-    cost_usd: float,
+    cost_usd: float | None,
     created_at: datetime,
-    cached_input_tokens: int = 0,
-    cache_write_input_tokens: int = 0,
-    reasoning_tokens: int = 0,
+    **details: Any,
 ) -> bool:
     """Record one billed call; a second call with the same `idempotency_key` writes nothing.
 
-    The token details (`Usage`'s) are parts of `input_tokens` and `output_tokens`, kept for pricing them apart.
+    `details` are the row's other columns (`ModelCostLog`: token details, key, route, unit prices, outcome…);
+    the token details are parts of `input_tokens` and `output_tokens`, kept for pricing them apart.
 
     Returns:
         True if the row was written, False if a row with this key already existed.
     """
+    unknown = set(details) - _DETAIL_COLUMNS
+    if unknown:
+        raise TypeError(f"model_cost_logs has no column {sorted(unknown)}")
     row = {
         "idempotency_key": idempotency_key,
         "job_id": job_id,
@@ -42,11 +47,9 @@ async def insert_cost_log(
         "model": model,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
-        "cached_input_tokens": cached_input_tokens,
-        "cache_write_input_tokens": cache_write_input_tokens,
-        "reasoning_tokens": reasoning_tokens,
         "cost_usd": cost_usd,
         "created_at": created_at,
+        **details,
     }
     written = await insert_ignoring_duplicates(session, table_of(ModelCostLog), [row], "idempotency_key")
     return written == 1

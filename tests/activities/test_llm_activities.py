@@ -32,6 +32,7 @@ from schemas.jobs import ChatMessage, JobParams, Usage
 from schemas.routes import RetryConfig, RoutesConfig
 from store import queries
 from store.models import EventLog, ModelCostLog
+from tests.activities.conftest import holder
 from tests.support.common import HELLO
 from tests.support.fake_upstream import FakeUpstream
 
@@ -80,9 +81,7 @@ async def activities(
     routes: RoutesConfig, sqlite_sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[LLMActivities]:
     async with httpx.AsyncClient() as http:
-        yield LLMActivities(
-            routes=routes, sessions=sqlite_sessions, http=http, upstream_keys={"up": HOLDER_KEY}, local_call_max_s=60
-        )
+        yield holder(routes, sqlite_sessions, http, upstream_keys={"up": HOLDER_KEY})
 
 
 def attempt(number: int) -> ActivityEnvironment:
@@ -147,14 +146,14 @@ async def test_preflight_plans_the_route_in_order_with_regions_and_prices(
         ("up-long", f"{prefix}-unpriced", "eu", "activity"),
     ]
     priced, catalogue, unpriced = (d.price for d in plan.deployments)
-    assert priced == ResolvedPrice(**PRICE, known=True)
+    assert priced == ResolvedPrice(**PRICE, known=True, source="override")
     # gpt-4o-mini's catalogue price: $0.15 in / $0.60 out per million tokens.
     assert (catalogue.input_per_mtok, catalogue.output_per_mtok, catalogue.known) == (
         pytest.approx(0.15),
         pytest.approx(0.60),
         True,
     )
-    assert unpriced == ResolvedPrice(input_per_mtok=0, output_per_mtok=0, known=False)
+    assert unpriced == ResolvedPrice(input_per_mtok=0, output_per_mtok=0, known=False, source="unknown")
     assert [d.retry.max_attempts for d in plan.deployments] == [5, 3, 5]
     assert plan.deployments[0].timeout_s == 2
 

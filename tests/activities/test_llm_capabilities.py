@@ -23,6 +23,7 @@ from schemas.jobs import ChatMessage, JobKind, JobParams, Usage
 from schemas.routes import RoutesConfig
 from store import queries
 from store.engine import create_engine, session_factory
+from tests.activities.conftest import holder
 from tests.support.fake_embeddings import expected_vector
 from tests.support.fake_upstream import FakeUpstream
 
@@ -70,7 +71,7 @@ async def sessions(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSes
 @pytest.fixture
 async def activities(routes: RoutesConfig, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[LLMActivities]:
     async with httpx.AsyncClient() as http:
-        yield LLMActivities(routes=routes, sessions=sessions, http=http, upstream_keys={}, local_call_max_s=60)
+        yield holder(routes, sessions, http)
 
 
 async def plan(

@@ -274,3 +274,33 @@ def test_costs_land_on_the_billed_call() -> None:
     assert "cost_usd" not in failed.attributes
     assert (billed.attributes["cost_usd"], billed.attributes["input_tokens"]) == (0.25, 9)
     assert trace.cost_usd == 0.25
+
+
+def test_a_cache_hit_shows_the_answer_reused_and_no_call() -> None:
+    trace = trace_of("cache_hit")
+    row = BilledCall(idempotency_key=cost_key("job_cache_hit", 0), input_tokens=0, output_tokens=0, cost_usd=0.0)
+
+    attach_costs(trace, [row.model_copy(update={"saved_usd": 0.003})])
+
+    assert steps(trace) == [("local_activity", "preflight", "ok"), ("local_activity", "postflight", "ok")]
+    hit = trace.root.children[0].attributes["cache_hit"]
+    assert hit["method"] == "exact" and hit["job_id"].startswith("job_")
+    assert (trace.status, trace.cost_usd, trace.saved_usd) == ("succeeded", 0.0, 0.003)
+
+
+def test_the_preflight_span_names_the_features_a_job_ran_without() -> None:
+    [preflight] = [span for span in trace_of("chat").root.children if span.name == "preflight"]
+
+    # Recorded with the defaults: cost tracking and similarity on, the response cache off.
+    assert preflight.attributes["skipped"] == ["enable_response_cache"]
+    assert "cache_hit" not in preflight.attributes
+
+
+def test_an_unpriced_call_is_counted_apart_never_as_free() -> None:
+    trace = trace_of("success")
+    row = BilledCall(idempotency_key=cost_key("job_success", 1), input_tokens=9, output_tokens=2, cost_usd=None)
+
+    attach_costs(trace, [row])
+
+    assert (trace.cost_usd, trace.unpriced_calls) == (0.0, 1)
+    assert calls(trace)[0].attributes["cost_usd"] is None

@@ -245,10 +245,12 @@ async def running_kintsugi(
     app = create_app(settings)
     async with contextlib.AsyncExitStack() as stack:
         http_client = await stack.enter_async_context(httpx.AsyncClient())
-        if run_worker:
-            worker = build_worker(temporal, settings, build_activities(settings, engine, http_client))
-            await stack.enter_async_context(worker)
         await stack.enter_async_context(app.router.lifespan_context(app))
+        if run_worker:
+            # In the API's process here, so it shares the API's flag cache: a flag a test sets through the API
+            # is in force at once wherever its job runs (separate processes see it within the cache's TTL).
+            activities = build_activities(settings, engine, http_client, flags=app.state.flags)
+            await stack.enter_async_context(build_worker(temporal, settings, activities))
         api = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kintsugi", timeout=60)
         )

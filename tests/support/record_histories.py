@@ -117,6 +117,16 @@ async def cancelled(harness: Harness) -> str:
     return await _finish(harness, job_id)
 
 
+async def cache_hit(harness: Harness) -> str:
+    """A repeated chat completion of a tenant with the response cache on: answered from the cache, no call."""
+    response = await harness.http.put(
+        "/v1/flags/enable_response_cache", json={"enabled": True, "tenant_id": "default"}, headers=harness.admin
+    )
+    response.raise_for_status()
+    await chat(harness)
+    return await chat(harness)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "success": success,
     "chat": chat,
@@ -128,6 +138,7 @@ SCENARIOS: dict[str, Scenario] = {
     "park_reroute": park_reroute,
     "non_retryable": non_retryable,
     "cancelled": cancelled,
+    "cache_hit": cache_hit,
 }
 
 

@@ -28,6 +28,7 @@ from domain.job_view import summary_status
 from schemas import errors
 from schemas import search_attributes as search_attrs
 from schemas.calls import (
+    CachedAnswer,
     CallModelInput,
     CallModelOutput,
     JobEvent,
@@ -121,6 +122,10 @@ class FakeActivities:
     hang_postflight: bool = False
     cost_usd: float = 0.0042
     """What postflight bills."""
+    flags: dict[str, bool] = field(default_factory=dict)
+    """What preflight says the job's flags are."""
+    cached: CachedAnswer | None = None
+    """A response-cache hit preflight finds (every job of the test)."""
 
     preflights: list[PreflightInput] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
@@ -153,7 +158,7 @@ class FakeActivities:
         plan = self.routes.get(input.model)
         if plan is None:
             raise ApplicationError(f"no route for model {input.model!r}", type=errors.UNKNOWN_MODEL, non_retryable=True)
-        return PreflightOutput(deployments=plan)
+        return PreflightOutput(deployments=plan, flags=self.flags, cached=self.cached)
 
     @activity.defn(name="call_model")
     async def call_model(self, input: CallModelInput) -> CallModelOutput:
@@ -182,7 +187,7 @@ class FakeActivities:
         if self.hang_postflight:
             await _hang()
         self._write(input.events)
-        return PostflightOutput(cost_usd=self.cost_usd)
+        return PostflightOutput(cost_usd=0.0 if input.outcome == "cache_hit" else self.cost_usd)
 
     @activity.defn(name="record_events")
     async def record_events(self, input: RecordEventsInput) -> None:

@@ -15,7 +15,8 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
 from schemas import errors
 from schemas import search_attributes as search_attrs
-from schemas.jobs import JOB_REVISION, DeploymentRef, RepairInput, RepairOutput
+from schemas.calls import CachedAnswer
+from schemas.jobs import JOB_REVISION, DeploymentRef, JobResult, RepairInput, RepairOutput, Usage
 from schemas.routes import CallMode
 from tests.support.workflow_fakes import USAGE, FakeActivities, JobRig, Upstream, deployment
 from workflows.llm_job import LLMJobWorkflow
@@ -53,6 +54,65 @@ async def test_a_job_succeeds_with_one_call_and_is_billed_once(jobs: JobRig, fak
     assert (postflight.call_seq, postflight.deployment.model, postflight.usage) == (1, "a", USAGE)
     assert fakes.event_types() == ["job.started", "job.succeeded"]
     assert await jobs.listed_status(handle) == "succeeded"
+
+
+def cached_answer(provider: str = "up", model: str = "b") -> CachedAnswer:
+    return CachedAnswer(
+        job_id="job_earlier",
+        answer=JobResult.from_text("the earlier answer"),
+        usage=Usage(input_tokens=30, output_tokens=9),
+        provider=provider,
+        model=model,
+        saved_usd=0.0123,
+        score=0.97,
+        method="minhash",
+    )
+
+
+async def test_a_cache_hit_answers_without_calling_a_provider(jobs: JobRig, fakes: FakeActivities) -> None:
+    fakes.cached = cached_answer()
+    handle = await jobs.start("fast", eager=True)
+
+    state = await handle.result()
+
+    assert state.status == "succeeded" and state.cache_hit
+    assert state.result is not None and state.result.content == "the earlier answer"
+    assert (state.deployment, state.usage, state.cost_usd) == (
+        DeploymentRef(provider="up", model="b"),
+        fakes.cached.usage,
+        0.0,
+    )
+    assert fakes.models_called() == []
+    [postflight] = fakes.postflights
+    assert (postflight.outcome, postflight.cached, postflight.deployment.model) == ("cache_hit", fakes.cached, "b")
+    assert postflight.answer is None  # nothing new to keep in the cache
+    assert fakes.event_types() == ["job.started", "job.cache_hit"]
+    assert fakes.written[-1].data["cached_job_id"] == "job_earlier"
+    assert await jobs.listed_status(handle) == "succeeded"
+
+
+async def test_a_job_of_revision_2_calls_its_provider_even_on_a_cache_hit(jobs: JobRig, fakes: FakeActivities) -> None:
+    fakes.cached = cached_answer()
+    handle = await jobs.start("fast", revision=2)
+
+    state = await handle.result()
+
+    assert not state.cache_hit and state.result is not None and state.result.content == "echo: hello"
+    assert fakes.models_called() == ["a"]
+    assert fakes.postflights[0].outcome == "success"
+
+
+async def test_preflights_flags_and_the_answer_reach_postflight(jobs: JobRig, fakes: FakeActivities) -> None:
+    fakes.flags = {"track_model_costs": False, "enable_similarity_logging": True, "enable_response_cache": True}
+    handle = await jobs.start("fast")
+
+    state = await handle.result()
+
+    [postflight] = fakes.postflights
+    assert postflight.flags == fakes.flags
+    assert postflight.answer == state.result
+    assert (postflight.route, postflight.outcome, postflight.latency_ms) == ("fast", "success", 5.0)
+    assert postflight.messages[0].content == "hello"
 
 
 # --- retry accounting -------------------------------------------------------------------------------------
