@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     ui_session_secret: str = ""
     """Signs the web UI's session cookies; empty means one derived from the admin key, so every API replica
     accepts a session another one issued, and rotating the admin key ends every session."""
+    ui_secure_cookies: bool | None = None
+    """Mark the web UI's cookies `Secure` (browsers send them back over HTTPS only). None: always outside dev,
+    because behind a proxy that terminates TLS the API sees plain http; in dev only for requests over https."""
     api_worker: bool = True
     """The API process runs a worker of its own (workflow tasks and local activities, no remote activities)
     and starts synchronous jobs eagerly on it: the job runs in the process that waits for it. Off: every job

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.errors import ApiError
-from schemas.tenants import ALL_TENANTS, Role, TenantScope
+from schemas.tenants import ALL_TENANTS, Role, TenantScope, in_scope
 from store import queries
 
 _RANK: dict[str, int] = {"viewer": 0, "app": 1, "admin": 2}
@@ -31,6 +31,25 @@ class Principal:
     def require(self, role: Role) -> None:
         if _RANK[self.role] < _RANK[role]:
             raise ApiError(403, "forbidden", f"this needs the {role} role; the key has {self.role}")
+
+
+async def tenant_in_scope(session: AsyncSession, principal: Principal, tenant_id: str | None) -> str:
+    """The tenant a request names (the caller's own when it names none), if the caller may act on it.
+
+    Raises:
+        ApiError: 404 `tenant_not_found` for a tenant outside the caller's scope, as for one that does not
+            exist: a tenant cannot learn which other tenants exist.
+    """
+    if tenant_id is None or tenant_id == principal.tenant_id:
+        return principal.tenant_id  # a key's tenant exists: the key refers to it (the admin's is seeded)
+    # No tenant id holds a NUL (PostgreSQL text cannot), and asking PostgreSQL for one fails the query.
+    if (
+        not in_scope(principal.scope, tenant_id)
+        or "\x00" in tenant_id
+        or await queries.get_tenant(session, tenant_id) is None
+    ):
+        raise ApiError(404, "tenant_not_found", f"no tenant {tenant_id}")
+    return tenant_id
 
 
 def bearer_token(authorization: str | None) -> str:

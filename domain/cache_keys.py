@@ -1,11 +1,14 @@
-"""Which requests the response cache may answer, and what besides the prompt must match for a hit."""
+"""Which requests the response cache may answer, and what besides the prompt's text must match for a hit."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from schemas.jobs import JobKind, JobParams
+from schemas.messages import ChatMessage, TextPart
 
 _PROMPT_FREE = {"user", "metadata", "store", "service_tier"}
 """Parameters that label a request or choose how it is billed, not what it asks: they do not split the cache."""
@@ -22,9 +25,25 @@ def cacheable(kind: JobKind, params: JobParams, *, allow_temperature_above_zero:
     return allow_temperature_above_zero or not params.temperature
 
 
-def request_fingerprint(route: str, params: JobParams) -> str:
-    """Everything but the prompt that two requests must share to share an answer: the route, tools, response
-    format and every other parameter (sha256 hex of their canonical JSON)."""
+def request_fingerprint(route: str, params: JobParams, messages: Sequence[ChatMessage]) -> str:
+    """What two requests must share exactly to share an answer; only the rest of their text may differ a little.
+
+    The route, tools, response format and every other parameter; the last message whole (the question being
+    asked: near-identical conversations that end in "yes" and in "no" are different requests); and every
+    non-text part (an image, audio or a file), which similarity does not read. sha256 hex of their canonical JSON.
+    """
     asked = {key: value for key, value in params.declared().items() if key not in _PROMPT_FREE}
-    canonical = json.dumps({"route": route, "params": asked}, sort_keys=True, separators=(",", ":"))
+    media = [_dump(part) for message in messages[:-1] for part in _parts(message) if not isinstance(part, TextPart)]
+    last = _dump(messages[-1]) if messages else None
+    canonical = json.dumps(
+        {"route": route, "params": asked, "last": last, "media": media}, sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _parts(message: ChatMessage) -> list[Any]:
+    return message.content if isinstance(message.content, list) else []
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump(mode="json", exclude_none=True, by_alias=True)

@@ -17,11 +17,11 @@ import operator
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from datasketch import MinHash
 
+from schemas.calls import SimilarityMethod
 from schemas.messages import ChatMessage, FilePart, ImagePart, RefusalPart, TextPart
 
 NUM_PERM = 256
@@ -76,7 +76,7 @@ class SimilarityMatch:
     matched_job_id: str
     score: float
     """1.0 for `exact`; the estimated Jaccard similarity for `minhash`."""
-    method: Literal["exact", "minhash"]
+    method: SimilarityMethod
 
 
 def prompt_text(messages: Sequence[ChatMessage]) -> str:

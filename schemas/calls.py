@@ -50,6 +50,10 @@ class PreflightInput(BaseModel):
     """`JobInput.synchronous`: decides `call: auto` (`domain.routing.call_mode`)."""
 
 
+SimilarityMethod = Literal["exact", "minhash"]
+"""How a prompt matched an earlier one: the same normalised text, or a MinHash estimate over the threshold."""
+
+
 class CachedAnswer(BaseModel):
     """An earlier answer of the tenant's response cache that serves this job instead of a provider."""
 
@@ -63,8 +67,8 @@ class CachedAnswer(BaseModel):
     saved_usd: float | None
     """What the call would have cost (the cached job's cost); None when its price was unknown."""
     score: float
-    method: str
-    """`exact` or `minhash` (near-identical prompt, `score` its estimated similarity)."""
+    method: SimilarityMethod
+    """`minhash`: a near-identical prompt, `score` its estimated similarity."""
 
 
 class PreflightOutput(BaseModel):
@@ -128,7 +132,7 @@ class PostflightInput(BaseModel):
     cached: CachedAnswer | None = None
     """Set for a cache hit: the answer reused (`outcome="cache_hit"`)."""
     flags: dict[str, bool] = {}
-    """`PreflightOutput.flags`: a flag absent is on."""
+    """`PreflightOutput.flags`; a flag absent (a job recorded before flags) keeps its default."""
     kind: JobKind = "chat"
     messages: list[ChatMessage] = []
     params: JobParams = JobParams()

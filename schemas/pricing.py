@@ -43,3 +43,8 @@ class ResolvedPrice(BaseModel):
     """Where the price came from; None in histories recorded before prices named their source."""
     name: str | None = None
     """The catalogue entry priced from (an alias's target, not the alias)."""
+
+    @classmethod
+    def not_applied(cls) -> ResolvedPrice:
+        """No price: a response-cache hit calls no deployment (its cost is 0 by definition, not unknown)."""
+        return cls(input_per_mtok=0.0, output_per_mtok=0.0, known=False)

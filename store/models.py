@@ -205,7 +205,7 @@ class ResponseCacheEntry(SQLModel, table=True):
     fingerprint: str = Field(max_length=64)
     """Everything but the prompt that must match: route, tools, response format, parameters (`domain.cache_keys`)."""
     exact_hash: str = Field(max_length=64)
-    signature: list[int] = Field(sa_column=Column(JSON, nullable=False))
+    """The prompt's (`PromptPrint.exact_hash`); a near-identical prompt is found through `prompt_signatures`."""
     answer: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     """The `JobResult`, as JSON."""
     usage: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

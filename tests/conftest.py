@@ -100,6 +100,21 @@ async def migrated_db_url(db_url: str) -> str:
 
 
 @pytest.fixture
+async def migrated_sessions(migrated_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a migrated database of each dialect, for code that talks to the store directly.
+
+    PostgreSQL sessions run in a time zone far from UTC, so code that reads or cuts timestamps in the server's
+    zone rather than in UTC shows."""
+    postgres = migrated_db_url.startswith("postgresql")
+    options = {"connect_args": {"server_settings": {"TimeZone": "Asia/Kolkata"}}} if postgres else {}
+    engine = create_engine(migrated_db_url, **options)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
 async def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path / 'kintsugi.db'}"
     await asyncio.to_thread(upgrade, url)

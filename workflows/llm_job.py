@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         PreflightInput,
         PreflightOutput,
         RecordEventsInput,
+        ResolvedPrice,
     )
     from schemas.contracts import JOB_WORKFLOW_TYPE, EventType, call_activity_id, deployment_summary, event_key
     from schemas.jobs import (
@@ -243,10 +244,13 @@ class LLMJobWorkflow:
     async def _answer_from_cache(self, plan: PreflightOutput, cached: CachedAnswer) -> JobState:
         """Preflight found an earlier answer to the same request of this tenant: no provider is called, the
         cost row says `cache_hit` with what the call would have cost, and the answer is the earlier one."""
-        deployment = next(
-            (d for d in plan.deployments if (d.provider, d.model) == (cached.provider, cached.model)),
-            plan.deployments[0],
-        ).model_copy(update={"provider": cached.provider, "model": cached.model})
+        # The deployment that made the answer, maybe off this plan; no price applies to a call not made.
+        deployment = plan.deployments[0].model_copy(
+            update={"provider": cached.provider, "model": cached.model, "price": ResolvedPrice.not_applied()}
+        )
+        # The hit takes the first call's number: its cost row shares that call's key, so a job run again after
+        # its process died, which finds no hit this time (or the reverse), is still recorded once.
+        self._call_seq += 1
         self._state.deployment = DeploymentRef(provider=cached.provider, model=cached.model)
         self._state.cache_hit = True
         hit = self._new_event(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from api.auth import tenant_in_scope
 from api.deps import AdminDep, SessionDep
 from api.errors import ApiError
-from schemas.tenants import ALL_TENANTS, KeyCreate, KeyCreated, TenantCreate, TenantPublic, in_scope
+from schemas.tenants import ALL_TENANTS, KeyCreate, KeyCreated, TenantCreate, TenantPublic
 from store import queries
 
 router = APIRouter(prefix="/v1", tags=["admin"])
@@ -24,9 +25,8 @@ async def create_tenant(body: TenantCreate, principal: AdminDep, session: Sessio
 @router.post("/keys", status_code=201, response_model=KeyCreated)
 async def create_key(body: KeyCreate, principal: AdminDep, session: SessionDep) -> KeyCreated:
     async with session.begin():
-        if not in_scope(principal.scope, body.tenant_id) or await queries.get_tenant(session, body.tenant_id) is None:
-            raise ApiError(404, "tenant_not_found", f"no tenant {body.tenant_id}")
-        key, plaintext = await queries.create_api_key(session, tenant_id=body.tenant_id, role=body.role, name=body.name)
+        tenant = await tenant_in_scope(session, principal, body.tenant_id)
+        key, plaintext = await queries.create_api_key(session, tenant_id=tenant, role=body.role, name=body.name)
     return KeyCreated(**key.model_dump(include=set(KeyCreated.model_fields) - {"key"}), key=plaintext)
 
 

@@ -20,12 +20,17 @@ from store.models import GLOBAL_SCOPE, AuditLog
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
+MAX_AUDIT_ID = 2**31 - 1
+"""The largest id `audit_log.id` holds: an INTEGER column (migration 0003), 32 bits on PostgreSQL. A cursor
+past it was not handed out here, and the database would refuse to compare the column with it."""
+
+
 def _before_id(cursor: str | None) -> int | None:
     token = decode_cursor(cursor)
     if token is None:
         return None
     text = token.decode("ascii", errors="replace")
-    if not text.isdigit() or int(text) <= 0:
+    if not text.isdigit() or not 0 < int(text) <= MAX_AUDIT_ID:
         raise InvalidCursor
     return int(text)
 

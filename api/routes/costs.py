@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from api.auth import tenant_in_scope
 from api.deps import SessionDep, ViewerDep
 from api.errors import ApiError
 from schemas.costs import CostGroupBy, CostReport
-from schemas.tenants import in_scope
 from store import queries
 
 router = APIRouter(prefix="/v1", tags=["costs"])
@@ -31,20 +31,34 @@ async def get_costs(
     they name an offset); by default the 30 days up to now. Rows without a key id (the environment's admin
     key) group as `(admin)`, rows without a route as `(unknown)`. Only the platform admin may name another
     tenant (`tenant_id`); for anyone else another tenant does not exist."""
-    end = _utc(end) if end is not None else datetime.now(UTC)
-    start = _utc(start) if start is not None else end - DEFAULT_WINDOW
+    end = _utc(end, "to") if end is not None else datetime.now(UTC)
+    start = _utc(start, "from") if start is not None else _default_start(end)
     if start > end:
-        problem = {"loc": ["query", "from"], "message": "must not be after `to`", "type": "value_error"}
-        raise ApiError(422, "validation_error", "from: must not be after `to`", {"errors": [problem]})
-    tenant = tenant_id or principal.tenant_id
+        raise _invalid("from", "must not be after `to`")
     async with session.begin():
-        if tenant != principal.tenant_id and (
-            not in_scope(principal.scope, tenant) or await queries.get_tenant(session, tenant) is None
-        ):
-            raise ApiError(404, "tenant_not_found", f"no tenant {tenant}")
+        tenant = await tenant_in_scope(session, principal, tenant_id)
         return await queries.cost_report(session, tenant_id=tenant, group_by=group_by, start=start, end=end)
 
 
-def _utc(moment: datetime) -> datetime:
+def _utc(moment: datetime, param: str) -> datetime:
     # A date or a datetime without an offset is read as UTC, the zone the report's days are cut in.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 is in year 0 in UTC, 9999-12-31T23:00-05:00 in year 10000: no datetime holds them.
+        raise _invalid(param, "is outside the years 1 to 9999 once read in UTC") from None
+
+
+def _default_start(end: datetime) -> datetime:
+    try:
+        return end - DEFAULT_WINDOW
+    except OverflowError:
+        raise _invalid("to", "the default window, 30 days before `to`, starts before year 1: give `from`") from None
+
+
+def _invalid(param: str, message: str) -> ApiError:
+    """A 422 shaped as FastAPI's own validation errors, for what only the route can check."""
+    problem = {"loc": ["query", param], "message": message, "type": "value_error"}
+    return ApiError(422, "validation_error", f"{param}: {message}", {"errors": [problem]})

@@ -12,13 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.auth import Principal
+from api.auth import Principal, tenant_in_scope
 from api.deps import AdminDep, SessionDep, ViewerDep
-from api.errors import ApiError
 from domain.flags import FlagValue, flag_spec, global_value, resolve_flags
 from schemas.audit import Actor
 from schemas.flags import FlagList, FlagPublic, FlagUpdate
-from schemas.tenants import ALL_TENANTS, in_scope
+from schemas.tenants import ALL_TENANTS
 from store import queries
 from store.flag_cache import FlagCache
 from store.models import GLOBAL_SCOPE, FeatureFlag
@@ -46,20 +45,11 @@ def _public(value: FlagValue) -> FlagPublic:
     )
 
 
-async def _tenant(session: AsyncSession, principal: Principal, tenant_id: str | None) -> str:
-    """The tenant a request names (the caller's own when it names none), if the caller may act on it."""
-    if tenant_id is None:
-        return principal.tenant_id
-    if not in_scope(principal.scope, tenant_id) or await queries.get_tenant(session, tenant_id) is None:
-        raise ApiError(404, "tenant_not_found", f"no tenant {tenant_id}")
-    return tenant_id
-
-
 async def _write_scope(session: AsyncSession, principal: Principal, tenant_id: str | None) -> str:
     # Only the platform admin has a global scope to write; everyone else's default is their own tenant.
     if tenant_id is None and principal.scope is ALL_TENANTS:
         return GLOBAL_SCOPE
-    return await _tenant(session, principal, tenant_id)
+    return await tenant_in_scope(session, principal, tenant_id)
 
 
 def _answer(rows: list[FeatureFlag], key: str, scope: str, flags: FlagCache) -> FlagPublic:
@@ -76,7 +66,7 @@ async def list_flags(
 ) -> FlagList:
     """Every flag for the caller's tenant (the platform admin may name any with `tenant_id`), as this
     process enforces it."""
-    tenant = await _tenant(session, principal, tenant_id)
+    tenant = await tenant_in_scope(session, principal, tenant_id)
     values = await flags.for_tenant(tenant)
     return FlagList(data=[_public(value) for value in values.values()])
 

@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.auth import Principal
-from api.ui.session import SessionClaims, read_session
+from api.ui.session import SessionClaims, is_session_of, read_session
 from settings import Settings
 from store import queries
 from store.models import ApiKey
@@ -76,14 +76,15 @@ async def current_user(request: Request) -> UiUser:
 
 
 async def _principal(session: AsyncSession, claims: SessionClaims, settings: Settings) -> Principal:
+    secret = settings.ui_session_key
     if claims.key_id is None:
-        if not hmac.compare_digest(claims.key_hash, queries.hash_key(settings.admin_api_key)):
+        if not is_session_of(claims, queries.hash_key(settings.admin_api_key), secret):
             raise LoginRequired
         return Principal(tenant_id=queries.DEFAULT_TENANT_ID, role="admin", key_id=None)
-    # By id: the cookie holds no plaintext for `queries.find_api_key`. The signed hash must still match the
-    # row's, and the row must not be revoked.
+    # By id: the cookie holds no plaintext for `queries.find_api_key`. Its MAC must still match the row's hash,
+    # and the row must not be revoked.
     key = await session.get(ApiKey, claims.key_id)
-    if key is None or key.revoked_at is not None or not hmac.compare_digest(key.key_hash, claims.key_hash):
+    if key is None or key.revoked_at is not None or not is_session_of(claims, key.key_hash, secret):
         raise LoginRequired
     return Principal(tenant_id=key.tenant_id, role=key.role, key_id=key.id)
 

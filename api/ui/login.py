@@ -50,25 +50,19 @@ async def login(
         principal = await authenticate(request.app.state.sessions, key, admin_key=settings.admin_api_key)
     except ApiError as err:  # `authenticate` raises only its 401 for a key it does not know
         return _login_page(request, key_error="This key is not valid (unknown or revoked).", status_code=err.status)
-    claims = new_session(key_id=principal.key_id, key_hash=queries.hash_key(key), now=time.time())
+    secret = settings.ui_session_key
+    claims = new_session(key_id=principal.key_id, key_hash=queries.hash_key(key), secret=secret, now=time.time())
     response = RedirectResponse("/ui/", status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        sign(claims, settings.ui_session_key),
-        max_age=SESSION_TTL_S,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
-    response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
+    _set_cookie(response, request, SESSION_COOKIE, sign(claims, secret), max_age=SESSION_TTL_S)
+    _set_cookie(response, request, LOGIN_COOKIE, "", max_age=0)
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    """Clears the session. A live session must send its CSRF token (no cross-site logouts); a dead one is
-    cleared whatever it sends."""
+    """Clears this browser's session cookie. A live session must send its CSRF token (no cross-site logouts); a
+    dead one is cleared whatever it sends. A copy of the cookie taken earlier stays valid until it expires or
+    its key is revoked (`auth.current_user`): there is no server-side session to end."""
     try:
         user = await current_user(request)
     except LoginRequired:
@@ -76,7 +70,7 @@ async def logout(request: Request) -> Response:
     else:
         await csrf_checked_user(request, user)
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax")
+    _set_cookie(response, request, SESSION_COOKIE, "", max_age=0)
     return response
 
 
@@ -96,13 +90,28 @@ def _login_page(
         key_error=key_error,
         form_error=form_error,
     )
+    _set_cookie(response, request, LOGIN_COOKIE, sign(form, settings.ui_session_key), max_age=LOGIN_FORM_TTL_S)
+    return response
+
+
+def _set_cookie(response: Response, request: Request, name: str, value: str, *, max_age: int) -> None:
+    """Sets, or clears with `max_age=0`, one of the UI's cookies: every one with the same attributes, so a
+    clearing matches the cookie it replaces."""
     response.set_cookie(
-        LOGIN_COOKIE,
-        sign(form, settings.ui_session_key),
-        max_age=LOGIN_FORM_TTL_S,
+        name,
+        value,
+        max_age=max_age,
         path=COOKIE_PATH,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=_secure_cookies(request),
     )
-    return response
+
+
+def _secure_cookies(request: Request) -> bool:
+    """`KINTSUGI_UI_SECURE_COOKIES` when set; else always outside dev, since behind a proxy that terminates TLS
+    the API sees plain http, and in dev only on https (a dev browser on http://127.0.0.1 must get the cookie)."""
+    settings: Settings = request.app.state.settings
+    if settings.ui_secure_cookies is not None:
+        return settings.ui_secure_cookies
+    return settings.env != "dev" or request.url.scheme == "https"

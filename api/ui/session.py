@@ -1,8 +1,9 @@
 """Signed cookie values of the web UI: the session (which API key logged in) and the login form's CSRF token.
 
-A value is `<base64url JSON claims>.<base64url HMAC-SHA256>`. The claims name the key by id and hash, never
-the plaintext, and carry their own expiry: the cookie's `Max-Age` is only a hint to the browser, a stolen value
-must stop working on the server too."""
+A value is `<base64url JSON claims>.<base64url HMAC-SHA256>`: signed, not encrypted, so anyone holding the cookie
+reads its claims. They name the key by id and by `key_mac`, never the plaintext nor its bare hash, and carry their
+own expiry: the cookie's `Max-Age` is only a hint to the browser, a stolen value must stop working on the server
+too."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ class SessionClaims(BaseModel):
     purpose: Literal["session"] = "session"
     key_id: str | None
     """The `api_keys` row; None for the environment's admin key, which has no row."""
-    key_hash: str
-    """`queries.hash_key` of the key: a session of a replaced admin key, or of a key id reused, fails."""
+    key_mac: str
+    """`key_mac` of the key's hash: a session of a replaced admin key, or of a key id reused, fails."""
     csrf_token: str
     """Sent back by every form and htmx request of this session (`auth.require_csrf`)."""
     expires_at: int
@@ -56,10 +57,28 @@ def new_csrf_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def new_session(*, key_id: str | None, key_hash: str, now: float) -> SessionClaims:
+def new_session(*, key_id: str | None, key_hash: str, secret: bytes, now: float) -> SessionClaims:
+    """A session of the key whose `queries.hash_key` is `key_hash`, for `secret` (`Settings.ui_session_key`)."""
     return SessionClaims(
-        key_id=key_id, key_hash=key_hash, csrf_token=new_csrf_token(), expires_at=int(now) + SESSION_TTL_S
+        key_id=key_id,
+        key_mac=key_mac(key_hash, secret),
+        csrf_token=new_csrf_token(),
+        expires_at=int(now) + SESSION_TTL_S,
     )
+
+
+def key_mac(key_hash: str, secret: bytes) -> str:
+    """The session's proof of its key: an HMAC of the key's hash under the session secret. The bare hash would
+    let anyone who reads a leaked cookie test guesses of the admin key (a secret a person chose) offline.
+
+    The prefix keeps these MACs apart from the cookies' own signatures (same key): base64url has no colon."""
+    return hmac.new(secret, f"kintsugi-ui-key:{key_hash}".encode(), hashlib.sha256).hexdigest()
+
+
+def is_session_of(claims: SessionClaims, key_hash: str, secret: bytes) -> bool:
+    """Whether the session was issued for the key whose hash is `key_hash` (compared in constant time, as bytes:
+    `compare_digest` raises on a str that is not ASCII)."""
+    return hmac.compare_digest(claims.key_mac.encode(), key_mac(key_hash, secret).encode())
 
 
 def new_login_form(*, now: float) -> LoginFormClaims:

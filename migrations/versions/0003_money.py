@@ -98,7 +98,6 @@ def upgrade() -> None:
         sa.Column("route", sa.String(length=200), nullable=False),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("exact_hash", sa.String(length=64), nullable=False),
-        sa.Column("signature", sa.JSON(), nullable=False),
         sa.Column("answer", sa.JSON(), nullable=False),
         sa.Column("usage", sa.JSON(), nullable=False),
         sa.Column("provider", sa.String(length=100), nullable=False),

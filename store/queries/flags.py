@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from schemas.audit import FLAG_DELETE, FLAG_SET, Actor
 from store.models import FeatureFlag, utcnow
+from store.queries._inserts import dialect_insert
 from store.queries.audit import insert_audit
 
 
@@ -45,14 +45,7 @@ async def set_flag(
         "updated_by": actor.key_id,
         "updated_at": utcnow(),
     }
-    dialect = session.get_bind().dialect.name
-    stmt: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        stmt = postgresql.insert(FeatureFlag)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(FeatureFlag)
-    else:
-        raise NotImplementedError(f"unsupported database dialect: {dialect}")
+    stmt = dialect_insert(session, FeatureFlag)
     # An upsert rather than read-then-insert: the first two writes of a new (key, tenant) pair cannot both
     # insert and have one fail on the unique constraint.
     update = {name: stmt.excluded[name] for name in ("enabled", "rollout_percent", "updated_by", "updated_at")}

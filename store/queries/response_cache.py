@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import true
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from domain.similarity import PromptPrint
+from domain.similarity import PromptPrint, SimilarityMethod
 from store.models import ResponseCacheEntry
 from store.queries._inserts import insert_ignoring_duplicates, table_of
 from store.queries.similarity import find_similar
@@ -23,14 +24,17 @@ async def find_cached_answer(
     print_: PromptPrint,
     threshold: float,
     now: datetime,
-) -> tuple[ResponseCacheEntry, float, str] | None:
+    exclude_job_id: str | None = None,
+) -> tuple[ResponseCacheEntry, float, SimilarityMethod] | None:
     """The newest unexpired answer of this tenant to the same request: the same route and parameters
-    (`fingerprint`) and the same prompt, or one at least `threshold` similar. Returns (entry, score, method)."""
+    (`fingerprint`) and the same prompt, or one at least `threshold` similar; never `exclude_job_id`'s own.
+    Returns (entry, score, method)."""
     live = (
         col(ResponseCacheEntry.tenant_id) == tenant_id,
         col(ResponseCacheEntry.route) == route,
         col(ResponseCacheEntry.fingerprint) == fingerprint,
         col(ResponseCacheEntry.expires_at) > now,
+        col(ResponseCacheEntry.job_id) != exclude_job_id if exclude_job_id is not None else true(),
     )
     exact = await session.exec(
         select(ResponseCacheEntry)
@@ -51,7 +55,9 @@ async def find_cached_answer(
     )
     if match is None:
         return None
-    near = await session.exec(select(ResponseCacheEntry).where(col(ResponseCacheEntry.job_id) == match.matched_job_id))
+    near = await session.exec(
+        select(ResponseCacheEntry).where(*live, col(ResponseCacheEntry.job_id) == match.matched_job_id)
+    )
     entry = near.first()
     return None if entry is None else (entry, match.score, match.method)
 
@@ -63,7 +69,7 @@ async def insert_cached_answer(
     tenant_id: str,
     route: str,
     fingerprint: str,
-    print_: PromptPrint,
+    exact_hash: str,
     answer: dict[str, Any],
     usage: dict[str, Any],
     provider: str,
@@ -78,8 +84,7 @@ async def insert_cached_answer(
         "tenant_id": tenant_id,
         "route": route,
         "fingerprint": fingerprint,
-        "exact_hash": print_.exact_hash,
-        "signature": list(print_.signature),
+        "exact_hash": exact_hash,
         "answer": answer,
         "usage": usage,
         "provider": provider,

@@ -19,16 +19,18 @@ from activities.llm import LLMActivities
 from schemas.audit import Actor
 from schemas.calls import (
     CachedAnswer,
+    JobEvent,
     PlannedDeployment,
     PostflightInput,
     PostflightOutput,
     PreflightInput,
     PreflightOutput,
 )
+from schemas.contracts import EventType, event_key
 from schemas.jobs import ChatMessage, JobParams, JobResult, Usage
 from schemas.routes import RoutesConfig
 from store import queries
-from store.models import ModelCostLog, PromptSimilarityLog, ResponseCacheEntry
+from store.models import EventLog, ModelCostLog, PromptSimilarityLog, ResponseCacheEntry
 from tests.activities.conftest import holder
 
 PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
@@ -56,11 +58,15 @@ def routes() -> RoutesConfig:
 
 
 @pytest.fixture
-async def activities(
-    routes: RoutesConfig, sqlite_sessions: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[LLMActivities]:
+def sessions(migrated_sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """On SQLite and on PostgreSQL."""
+    return migrated_sessions
+
+
+@pytest.fixture
+async def activities(routes: RoutesConfig, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[LLMActivities]:
     async with httpx.AsyncClient() as http:
-        yield holder(routes, sqlite_sessions, http)
+        yield holder(routes, sessions, http)
 
 
 @pytest.fixture
@@ -73,6 +79,10 @@ async def set_flag(sessions: async_sessionmaker[AsyncSession], tenant: str, key:
         await queries.set_flag(
             session, key=key, tenant_id=tenant, enabled=enabled, rollout_percent=100, actor=Actor(tenant, None)
         )
+
+
+def event(job_id: str, type: EventType) -> JobEvent:
+    return JobEvent(key=event_key(job_id, "run", 2, type), type=type, at=datetime.now(UTC))
 
 
 def messages(text: str = PROMPT) -> list[ChatMessage]:
@@ -115,7 +125,7 @@ async def postflight(
             tenant_id=tenant,
             key_id="key_1",
             route="fast",
-            call_seq=0 if cached else 1,
+            call_seq=1,
             deployment=deployment,
             usage=cached.usage if cached else USAGE,
             latency_ms=None if cached else 12.34,
@@ -125,6 +135,7 @@ async def postflight(
             messages=messages(text),
             params=params or JobParams(),
             answer=None if cached else JobResult.from_text(answer),
+            events=[event(job_id, "job.cache_hit" if cached else "job.succeeded")],
         ),
     )
     return job_id, output
@@ -140,103 +151,104 @@ async def rows(sessions: async_sessionmaker[AsyncSession], table: Any, job_id: s
 
 
 async def test_a_billed_call_records_who_what_and_at_which_prices(
-    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
     plan = await preflight(activities, tenant)
     job_id, output = await postflight(activities, tenant, plan)
 
     assert output.cost_usd == pytest.approx(0.002)
-    [row] = await rows(sqlite_sessions, ModelCostLog, job_id)
+    [row] = await rows(sessions, ModelCostLog, job_id)
     assert (row.key_id, row.route, row.call_seq, row.provider, row.model) == ("key_1", "fast", 1, "up", "priced")
     assert (row.cost_usd, row.price_known, row.outcome) == (pytest.approx(0.002), True, "success")
     assert (row.input_per_mtok, row.output_per_mtok, row.upstream_latency_ms) == (1.0, 2.0, 12.3)
 
 
 async def test_an_unpriced_call_is_recorded_without_a_cost_never_as_free(
-    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
     plan = await preflight(activities, tenant, model="mystery")
     job_id, output = await postflight(activities, tenant, plan)
 
     assert output.cost_usd is None
-    [row] = await rows(sqlite_sessions, ModelCostLog, job_id)
+    [row] = await rows(sessions, ModelCostLog, job_id)
     assert (row.cost_usd, row.price_known, row.input_tokens) == (None, False, 1000)
 
 
 async def test_with_cost_tracking_off_the_job_records_no_cost_row(
-    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
-    await set_flag(sqlite_sessions, tenant, "track_model_costs", False)
+    await set_flag(sessions, tenant, "track_model_costs", False)
     plan = await preflight(activities, tenant)
     job_id, output = await postflight(activities, tenant, plan)
 
     assert plan.flags["track_model_costs"] is False
     assert output.cost_usd == pytest.approx(0.002)  # the job still says what it cost
-    assert await rows(sqlite_sessions, ModelCostLog, job_id) == []
+    assert await rows(sessions, ModelCostLog, job_id) == []
 
 
 # --- similarity -------------------------------------------------------------------------------------------
 
 
 async def test_a_repeated_prompt_is_logged_as_similar_to_the_first(
-    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
     plan = await preflight(activities, tenant)
     first, _ = await postflight(activities, tenant, plan)
     again, _ = await postflight(activities, tenant, plan)
     near, _ = await postflight(activities, tenant, plan, text=PROMPT.replace("three", "3"))
 
-    assert await rows(sqlite_sessions, PromptSimilarityLog, first) == []
-    [exact] = await rows(sqlite_sessions, PromptSimilarityLog, again)
+    assert await rows(sessions, PromptSimilarityLog, first) == []
+    [exact] = await rows(sessions, PromptSimilarityLog, again)
     assert (exact.matched_job_id, exact.method, exact.score, exact.key_id) == (first, "exact", 1.0, "key_1")
-    [minhash] = await rows(sqlite_sessions, PromptSimilarityLog, near)
+    [minhash] = await rows(sessions, PromptSimilarityLog, near)
     assert minhash.matched_job_id in (first, again) and minhash.method == "minhash" and minhash.score >= 0.9
 
 
 async def test_with_similarity_logging_off_nothing_is_logged(
-    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
-    await set_flag(sqlite_sessions, tenant, "enable_similarity_logging", False)
+    await set_flag(sessions, tenant, "enable_similarity_logging", False)
     plan = await preflight(activities, tenant)
     await postflight(activities, tenant, plan)
     again, _ = await postflight(activities, tenant, plan)
 
-    assert await rows(sqlite_sessions, PromptSimilarityLog, again) == []
+    assert await rows(sessions, PromptSimilarityLog, again) == []
 
 
 # --- the response cache -------------------------------------------------------------------------------------
 
 
 async def test_the_cache_is_off_unless_the_tenant_turns_it_on(
-    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
     plan = await preflight(activities, tenant)
     job_id, _ = await postflight(activities, tenant, plan)
 
     assert plan.flags["enable_response_cache"] is False
-    assert await rows(sqlite_sessions, ResponseCacheEntry, job_id) == []
+    assert await rows(sessions, ResponseCacheEntry, job_id) == []
     assert (await preflight(activities, tenant)).cached is None
 
 
 async def test_a_repeat_within_the_ttl_is_answered_from_the_cache(
-    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
-    await set_flag(sqlite_sessions, tenant, "enable_response_cache", True)
+    await set_flag(sessions, tenant, "enable_response_cache", True)
     first, _ = await postflight(activities, tenant, await preflight(activities, tenant), answer="kept")
 
     exact = (await preflight(activities, tenant)).cached
-    near = (await preflight(activities, tenant, text=PROMPT.replace("slide", "slide."))).cached
+    # The question itself (the last message) must be the same: one changed character is another request.
+    changed = (await preflight(activities, tenant, text=PROMPT.replace("slide", "slide."))).cached
 
     assert exact is not None and (exact.job_id, exact.method, exact.score) == (first, "exact", 1.0)
     assert exact.answer.content == "kept" and exact.usage == USAGE
     assert (exact.provider, exact.model, exact.saved_usd) == ("up", "priced", pytest.approx(0.002))
-    assert near is not None and near.job_id == first and near.method == "minhash" and near.score >= 0.95
+    assert changed is None
 
 
 async def test_the_cache_hit_is_billed_as_a_hit_that_saved_the_call(
-    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
-    await set_flag(sqlite_sessions, tenant, "enable_response_cache", True)
+    await set_flag(sessions, tenant, "enable_response_cache", True)
     await postflight(activities, tenant, await preflight(activities, tenant))
     plan = await preflight(activities, tenant)
     assert plan.cached is not None
@@ -244,10 +256,10 @@ async def test_the_cache_hit_is_billed_as_a_hit_that_saved_the_call(
     job_id, output = await postflight(activities, tenant, plan, cached=plan.cached)
 
     assert output.cost_usd == 0.0
-    [row] = await rows(sqlite_sessions, ModelCostLog, job_id)
+    [row] = await rows(sessions, ModelCostLog, job_id)
     assert (row.outcome, row.cost_usd, row.saved_usd, row.input_tokens) == ("cache_hit", 0.0, pytest.approx(0.002), 0)
     # A hit is not kept again: the cache holds answers a provider gave.
-    assert await rows(sqlite_sessions, ResponseCacheEntry, job_id) == []
+    assert await rows(sessions, ResponseCacheEntry, job_id) == []
 
 
 @pytest.mark.parametrize(
@@ -261,50 +273,191 @@ async def test_the_cache_hit_is_billed_as_a_hit_that_saved_the_call(
 )
 async def test_a_different_request_is_not_answered_from_the_cache(
     activities: LLMActivities,
-    sqlite_sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession],
     tenant: str,
     params: JobParams,
     text: str,
 ) -> None:
-    await set_flag(sqlite_sessions, tenant, "enable_response_cache", True)
+    await set_flag(sessions, tenant, "enable_response_cache", True)
     await postflight(activities, tenant, await preflight(activities, tenant))
 
     assert (await preflight(activities, tenant, text=text, params=params)).cached is None
 
 
 async def test_a_sampled_answer_is_not_kept(
-    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
-    await set_flag(sqlite_sessions, tenant, "enable_response_cache", True)
+    await set_flag(sessions, tenant, "enable_response_cache", True)
     hot = JobParams(temperature=0.7)
     job_id, _ = await postflight(activities, tenant, await preflight(activities, tenant, params=hot), params=hot)
 
-    assert await rows(sqlite_sessions, ResponseCacheEntry, job_id) == []
+    assert await rows(sessions, ResponseCacheEntry, job_id) == []
 
 
 async def test_cached_answers_never_cross_tenants(
-    activities: LLMActivities, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
     other = f"{tenant}-other"
     for t in (tenant, other):
-        await set_flag(sqlite_sessions, t, "enable_response_cache", True)
+        await set_flag(sessions, t, "enable_response_cache", True)
     await postflight(activities, tenant, await preflight(activities, tenant))
 
     assert (await preflight(activities, other)).cached is None
 
 
 async def test_an_answer_expires_after_the_ttl(
-    routes: RoutesConfig, sqlite_sessions: async_sessionmaker[AsyncSession], tenant: str
+    routes: RoutesConfig, sessions: async_sessionmaker[AsyncSession], tenant: str
 ) -> None:
-    await set_flag(sqlite_sessions, tenant, "enable_response_cache", True)
+    await set_flag(sessions, tenant, "enable_response_cache", True)
     async with httpx.AsyncClient() as http:
-        short = holder(routes, sqlite_sessions, http, cache_ttl_s=60)
+        short = holder(routes, sessions, http, cache_ttl_s=60)
         job_id, _ = await postflight(short, tenant, await preflight(short, tenant))
-        [entry] = await rows(sqlite_sessions, ResponseCacheEntry, job_id)
+        [entry] = await rows(sessions, ResponseCacheEntry, job_id)
         assert entry.expires_at - entry.created_at == timedelta(seconds=60)
-        async with sqlite_sessions() as session, session.begin():
+        async with sessions() as session, session.begin():
             stored = await session.get(ResponseCacheEntry, entry.id)
             assert stored is not None
             stored.expires_at = datetime.now(UTC) - timedelta(seconds=1)
 
         assert (await preflight(short, tenant)).cached is None
+
+
+async def test_a_job_run_again_after_its_process_died_is_recorded_once(
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    """The first run called the provider and committed its postflight; the process died before the server
+    recorded the task. The second run finds an answer in the cache (another job's) this time: nothing of it is
+    written, so the job has one cost row, one set of events."""
+    await set_flag(sessions, tenant, "enable_response_cache", True)
+    await postflight(activities, tenant, await preflight(activities, tenant))  # another job's answer, kept
+    job_id, _ = await postflight(activities, tenant, await preflight(activities, tenant), job_id="job_rerun")
+    hit = (await preflight(activities, tenant)).cached
+    assert hit is not None
+
+    await postflight(activities, tenant, await preflight(activities, tenant), cached=hit, job_id=job_id)
+
+    [row] = await rows(sessions, ModelCostLog, job_id)
+    assert (row.outcome, row.cost_usd) == ("success", pytest.approx(0.002))
+    assert [e.type for e in await rows(sessions, EventLog, job_id)] == ["job.succeeded"]
+
+
+async def test_a_job_never_takes_its_own_kept_answer_for_a_hit(
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    await set_flag(sessions, tenant, "enable_response_cache", True)
+    job_id, _ = await postflight(activities, tenant, await preflight(activities, tenant))
+
+    again = await ActivityEnvironment().run(
+        activities.preflight, PreflightInput(job_id=job_id, tenant_id=tenant, model="fast", messages=messages())
+    )
+
+    assert again.cached is None
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        # Behind a long shared system prompt, two different questions are near-identical text.
+        (
+            [ChatMessage(role="system", content=PROMPT * 8), ChatMessage(role="user", content="What is 2+2?")],
+            [ChatMessage(role="system", content=PROMPT * 8), ChatMessage(role="user", content="What is 7+9?")],
+        ),
+        # The same words about two different images.
+        (
+            [
+                ChatMessage.model_validate(
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is in this image?"},
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                        ],
+                    }
+                )
+            ],
+            [
+                ChatMessage.model_validate(
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "What is in this image?"},
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,BBBB"}},
+                        ],
+                    }
+                )
+            ],
+        ),
+    ],
+    ids=["another-question", "another-image"],
+)
+async def test_a_different_question_is_never_a_hit(
+    activities: LLMActivities,
+    sessions: async_sessionmaker[AsyncSession],
+    tenant: str,
+    first: list[ChatMessage],
+    then: list[ChatMessage],
+) -> None:
+    await set_flag(sessions, tenant, "enable_response_cache", True)
+    for job_messages in (first, then):
+        plan = await ActivityEnvironment().run(
+            activities.preflight,
+            PreflightInput(job_id=f"job_{uuid.uuid4().hex}", tenant_id=tenant, model="fast", messages=job_messages),
+        )
+        assert plan.cached is None
+        await ActivityEnvironment().run(
+            activities.postflight,
+            PostflightInput(
+                job_id=f"job_{uuid.uuid4().hex}",
+                tenant_id=tenant,
+                route="fast",
+                call_seq=1,
+                deployment=plan.deployments[0],
+                usage=USAGE,
+                flags=plan.flags,
+                messages=job_messages,
+                answer=JobResult.from_text("an answer"),
+            ),
+        )
+
+
+async def test_an_earlier_turn_that_differs_a_little_is_still_a_hit(
+    activities: LLMActivities, sessions: async_sessionmaker[AsyncSession], tenant: str
+) -> None:
+    """What near-identical means here: the question asked (the last message) is the same, the context before
+    it differs a little (a date in a system prompt)."""
+    await set_flag(sessions, tenant, "enable_response_cache", True)
+    context = PROMPT * 2
+    asked = "List the three largest risks."
+    first = [
+        ChatMessage(role="system", content=f"Today is 2026-11-25. {context}"),
+        ChatMessage(role="user", content=asked),
+    ]
+    then = [
+        ChatMessage(role="system", content=f"Today is 2026-11-26. {context}"),
+        ChatMessage(role="user", content=asked),
+    ]
+    plan = await ActivityEnvironment().run(
+        activities.preflight, PreflightInput(job_id="job_a", tenant_id=tenant, model="fast", messages=first)
+    )
+    await ActivityEnvironment().run(
+        activities.postflight,
+        PostflightInput(
+            job_id=f"job_{uuid.uuid4().hex}",
+            tenant_id=tenant,
+            route="fast",
+            call_seq=1,
+            deployment=plan.deployments[0],
+            usage=USAGE,
+            flags=plan.flags,
+            messages=first,
+            answer=JobResult.from_text("the risks"),
+        ),
+    )
+
+    hit = (
+        await ActivityEnvironment().run(
+            activities.preflight, PreflightInput(job_id="job_b", tenant_id=tenant, model="fast", messages=then)
+        )
+    ).cached
+
+    assert hit is not None and hit.method == "minhash" and hit.answer.content == "the risks"

@@ -122,6 +122,15 @@ async def test_key_for_unknown_tenant_is_404(kintsugi_db: Harness) -> None:
     assert response.json()["error"]["code"] == "tenant_not_found"
 
 
+async def test_key_for_a_tenant_id_no_tenant_can_have_is_404(kintsugi_db: Harness) -> None:
+    # PostgreSQL text cannot hold a NUL: no tenant has this id, and asking the database would fail the query.
+    response = await kintsugi_db.http.post(
+        "/v1/keys", json={"tenant_id": "ten_\x00", "role": "app"}, headers=kintsugi_db.admin
+    )
+
+    assert (response.status_code, response.json()["error"]["code"]) == (404, "tenant_not_found")
+
+
 async def test_repeated_idempotency_key_returns_the_same_job(kintsugi_db: Harness) -> None:
     order = uuid.uuid4().hex  # keys live as long as the job's history, on a server shared by the session
     body = {"model": "primary", "messages": HELLO, "idempotency_key": f"order-{order}"}

@@ -128,10 +128,12 @@ async def test_the_platform_admin_reads_any_tenant_and_nobody_else_does(
     platform_own = await http.get("/v1/costs", headers=ADMIN)
     foreign = await http.get("/v1/costs", params={"tenant_id": tenant}, headers=other_admin)
     missing = await http.get("/v1/costs", params={"tenant_id": "ten_missing"}, headers=ADMIN)
+    # PostgreSQL text cannot hold a NUL: no tenant has this id, and the database is not asked.
+    impossible = await http.get("/v1/costs", params={"tenant_id": "ten_\x00"}, headers=ADMIN)
 
     assert [g["group"] for g in as_platform.json()["data"]] == ["fast"]
     assert (spend(as_platform), spend(own), spend(platform_own)) == (0.25, 0.25, 4.0)
-    for refused in (foreign, missing):
+    for refused in (foreign, missing, impossible):
         assert (refused.status_code, refused.json()["error"]["code"]) == (404, "tenant_not_found")
     assert spend(await http.get("/v1/costs", headers=other_admin)) == 0.0
     assert (await http.get("/v1/costs")).status_code == 401
@@ -145,6 +147,10 @@ async def test_the_platform_admin_reads_any_tenant_and_nobody_else_does(
         {"to": "2026-13-01"},
         {"from": "2026-03-02", "to": "2026-03-01"},
         {"from": "2026-03-01T12:01:00+05:00", "to": "2026-03-01T07:00:00Z"},
+        # Valid dates whose window reaches outside the years a datetime holds once read in UTC.
+        {"to": "0001-01-05"},
+        {"from": "0001-01-01T00:00:00+01:00"},
+        {"to": "9999-12-31T23:59:59-05:00"},
     ],
 )
 async def test_bad_parameters_are_422_in_our_error_shape(
@@ -172,4 +178,16 @@ async def test_a_datetime_with_an_offset_is_read_in_utc(api: tuple[FastAPI, http
     )
 
     assert response.json()["from"] == "2026-03-01T00:00:00Z"
+    assert response.json()["total"]["spend_usd"] == 1.5
+
+
+async def test_the_widest_window_a_datetime_holds_is_answered(api: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    app, http = api
+    await bill(app, DEFAULT_TENANT_ID, {"cost_usd": 1.5, "created_at": at(1)})
+
+    response = await http.get(
+        "/v1/costs", params={"from": "0001-01-01T00:00:00Z", "to": "9999-12-31T23:59:59.999999"}, headers=ADMIN
+    )
+
+    assert response.status_code == 200, response.text
     assert response.json()["total"]["spend_usd"] == 1.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 
 import httpx
@@ -156,6 +157,18 @@ async def test_tenant_admin_cannot_reach_another_tenant(http: httpx.AsyncClient)
     assert (await http.get("/v1/audit", headers=ADMIN)).json()["data"] == []
 
 
+async def test_a_tenant_id_no_tenant_can_have_is_404_and_writes_nothing(http: httpx.AsyncClient) -> None:
+    impossible = "ten_\x00"  # PostgreSQL text cannot hold a NUL: no tenant has this id
+
+    read = await http.get("/v1/flags", params={"tenant_id": impossible}, headers=ADMIN)
+    put = await http.put("/v1/flags/enable_reroute", json={"enabled": False, "tenant_id": impossible}, headers=ADMIN)
+    delete = await http.delete("/v1/flags/enable_reroute", params={"tenant_id": impossible}, headers=ADMIN)
+
+    for response in (read, put, delete):
+        assert (response.status_code, response.json()["error"]["code"]) == (404, "tenant_not_found")
+    assert (await http.get("/v1/audit", headers=ADMIN)).json()["data"] == []
+
+
 async def test_tenant_admin_without_tenant_id_never_changes_the_global_value(http: httpx.AsyncClient) -> None:
     admin, tenant = await new_key(http, "admin")
     bystander, _ = await new_key(http, "viewer")
@@ -243,6 +256,25 @@ async def test_a_cursor_this_api_did_not_hand_out_is_400(http: httpx.AsyncClient
     for cursor in ("%%%", "YWJj"):  # not base64; base64 of "abc"
         response = await http.get("/v1/audit", headers=ADMIN, params={"cursor": cursor})
         assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_cursor")
+
+
+@pytest.mark.parametrize("before_id", ["9" * 30, str(2**63), str(2**31)])
+async def test_a_cursor_past_any_id_the_log_can_hold_is_400(http: httpx.AsyncClient, before_id: str) -> None:
+    cursor = base64.urlsafe_b64encode(before_id.encode()).decode()
+
+    response = await http.get("/v1/audit", headers=ADMIN, params={"cursor": cursor})
+
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_cursor")
+
+
+async def test_a_cursor_at_the_largest_id_the_log_can_hold_lists_everything(http: httpx.AsyncClient) -> None:
+    await http.put("/v1/flags/enable_reroute", json={"enabled": False}, headers=ADMIN)
+    cursor = base64.urlsafe_b64encode(str(2**31 - 1).encode()).decode()
+
+    response = await http.get("/v1/audit", headers=ADMIN, params={"cursor": cursor})
+
+    assert response.status_code == 200, response.text
+    assert [entry["target"] for entry in response.json()["data"]] == ["enable_reroute"]
 
 
 async def test_a_change_in_another_process_shows_within_the_ttl(http: httpx.AsyncClient, migrated_db_url: str) -> None:

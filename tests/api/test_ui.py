@@ -4,6 +4,7 @@ figures against the cost report they are read from."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import html
 import re
@@ -16,9 +17,9 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.ui.auth import CSRF_HEADER, SESSION_COOKIE
+from api.ui.auth import CSRF_HEADER, LOGIN_COOKIE, SESSION_COOKIE
 from api.ui.dashboard import day_window, month_window
-from api.ui.session import SessionClaims, new_session, sign
+from api.ui.session import SessionClaims, key_mac, sign
 from ops.waits import free_port
 from store import queries
 from store.engine import create_engine, session_factory
@@ -27,13 +28,15 @@ from tests.support.common import HELLO
 from tests.support.harness import ADMIN_KEY, Harness
 
 _HIDDEN_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_SECURE = re.compile(r";\s*secure\s*(;|$)", re.IGNORECASE)
 
 
 @contextlib.asynccontextmanager
 async def browser(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the harness's app with a cookie jar of its own, as one browser would be."""
+    """A client of the harness's app with a cookie jar of its own, as one browser would be. On https: outside
+    dev the cookies are `Secure`, and a cookie jar keeps those off plain http."""
     transport = httpx.ASGITransport(app=harness.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://kintsugi", timeout=30) as client:
+    async with httpx.AsyncClient(transport=transport, base_url="https://kintsugi", timeout=30) as client:
         yield client
 
 
@@ -61,6 +64,17 @@ def plaintext(key: dict[str, str]) -> str:
     return key["Authorization"].removeprefix("Bearer ")
 
 
+def set_cookie(response: httpx.Response, name: str) -> str:
+    """The response's `Set-Cookie` header for `name`."""
+    return next(v for v in response.headers.get_list("set-cookie") if v.startswith(f"{name}="))
+
+
+def cookie_claims(value: str) -> str:
+    """The JSON a session cookie carries, decoded by hand: what anyone holding the cookie can read."""
+    body = value.partition(".")[0]
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+
+
 async def test_a_good_key_logs_in_with_a_signed_http_only_cookie(kintsugi_db: Harness) -> None:
     app_key = await new_key(kintsugi_db, "app")
     async with browser(kintsugi_db) as client:
@@ -68,8 +82,9 @@ async def test_a_good_key_logs_in_with_a_signed_http_only_cookie(kintsugi_db: Ha
 
         assert response.status_code == 303
         assert response.headers["location"] == "/ui/"
-        cookie = next(v for v in response.headers.get_list("set-cookie") if v.startswith(f"{SESSION_COOKIE}="))
+        cookie = set_cookie(response, SESSION_COOKIE)
         assert "HttpOnly" in cookie
+        assert _SECURE.search(cookie)  # the harness runs with env=test
         assert "samesite=lax" in cookie.lower()
         assert "Path=/ui" in cookie
         assert plaintext(app_key) not in cookie and plaintext(app_key)[3:20] not in cookie
@@ -98,6 +113,61 @@ async def test_a_login_post_without_the_forms_token_is_refused(kintsugi_db: Harn
 
         assert response.status_code == 403
         assert SESSION_COOKIE not in client.cookies
+
+
+@pytest.mark.parametrize(
+    ("env", "scheme", "forced", "secure"),
+    [
+        ("prod", "http", None, True),  # behind a proxy that terminates TLS, the API sees http
+        ("prod", "https", None, True),
+        ("dev", "http", None, False),  # a dev browser on http://127.0.0.1 must get the cookie back
+        ("dev", "https", None, True),
+        ("prod", "http", False, False),  # KINTSUGI_UI_SECURE_COOKIES=false: a UI served over plain http
+        ("dev", "http", True, True),
+    ],
+)
+async def test_cookies_are_secure_outside_dev_or_as_configured(
+    kintsugi: Harness, env: str, scheme: str, forced: bool | None, secure: bool
+) -> None:
+    app = create_app(kintsugi.settings.model_copy(update={"env": env, "ui_secure_cookies": forced}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=f"{scheme}://kintsugi", timeout=30) as client:
+            form = await client.get("/ui/login")
+            # By hand: a cookie jar, as a browser, would keep a Secure cookie off plain http.
+            login_cookie = form.cookies[LOGIN_COOKIE]
+            login = await client.post(
+                "/ui/login",
+                data={"key": ADMIN_KEY, "csrf_token": csrf_token(form)},
+                headers={"Cookie": f"{LOGIN_COOKIE}={login_cookie}"},
+            )
+            assert login.status_code == 303, login.text
+            client.cookies.clear()
+            logout = await client.post("/ui/logout")  # without a live session, no token needed
+
+    cookies = {
+        "login form": set_cookie(form, LOGIN_COOKIE),
+        "session": set_cookie(login, SESSION_COOKIE),
+        "login form cleared": set_cookie(login, LOGIN_COOKIE),
+        "session cleared": set_cookie(logout, SESSION_COOKIE),
+    }
+    for name, cookie in cookies.items():
+        assert bool(_SECURE.search(cookie)) is secure, f"{name}: {cookie}"
+
+
+async def test_the_session_cookie_holds_neither_the_key_nor_its_hash(kintsugi_db: Harness) -> None:
+    app_key = await new_key(kintsugi_db, "app")
+    for key in (ADMIN_KEY, plaintext(app_key)):
+        async with browser(kintsugi_db) as client:
+            response = await log_in(client, key)
+            assert response.status_code == 303, response.text
+            value = response.cookies[SESSION_COOKIE]
+            claims = cookie_claims(value)
+
+            assert '"key_id"' in claims  # the decoding worked
+            for secret in (key, queries.hash_key(key)):  # an admin key's hash would let a guess be checked
+                assert secret not in value and secret not in claims
+            assert (await client.get("/ui/")).status_code == 200
 
 
 async def test_the_environments_admin_key_logs_in_as_the_platform_admin(kintsugi_db: Harness) -> None:
@@ -130,21 +200,38 @@ async def test_an_htmx_request_without_a_session_reloads_the_login_page(kintsugi
 async def test_tampered_foreign_and_expired_cookies_are_refused(kintsugi_db: Harness) -> None:
     secret = kintsugi_db.settings.ui_session_key
     admin_hash = queries.hash_key(ADMIN_KEY)
-    live = sign(new_session(key_id=None, key_hash=admin_hash, now=time.time()), secret)
-    body, _, mac = live.partition(".")
-    expired = SessionClaims(key_id=None, key_hash=admin_hash, csrf_token="t", expires_at=int(time.time()) - 1)
-    cookies = {
+    app_key = await new_key(kintsugi_db, "app")
+    app_hash = queries.hash_key(plaintext(app_key))
+
+    def cookie(key_id: str | None, mac: str, *, expires_in: int = 600, signed_with: bytes = secret) -> str:
+        claims = SessionClaims(key_id=key_id, key_mac=mac, csrf_token="t", expires_at=int(time.time()) + expires_in)
+        return sign(claims, signed_with)
+
+    admin_mac = key_mac(admin_hash, secret)
+    live = {
+        "admin key": cookie(None, admin_mac),
+        "app key": cookie(app_key["id"], key_mac(app_hash, secret)),
+    }
+    body, _, mac = live["admin key"].partition(".")
+    tampered_mac = admin_mac[:-1] + ("1" if admin_mac.endswith("0") else "0")
+    refused = {
         "tampered body": f"{body[:-2]}AA.{mac}",
         "tampered signature": f"{body}.{mac[:-2]}AA",
-        "other secret": sign(new_session(key_id=None, key_hash=admin_hash, now=time.time()), b"another secret"),
-        "expired": sign(expired, secret),
+        "other secret": cookie(None, key_mac(admin_hash, b"another secret"), signed_with=b"another secret"),
+        "expired": cookie(None, admin_mac, expires_in=-1),
         "not a cookie": "garbage",
+        # Signed with the right secret, but not the MAC the server computes for the key:
+        "key MAC under another secret": cookie(None, key_mac(admin_hash, b"another secret")),
+        "bare key hash": cookie(None, admin_hash),
+        "tampered key MAC": cookie(None, tampered_mac),
+        "another key's MAC": cookie(app_key["id"], admin_mac),
     }
     async with browser(kintsugi_db) as client:
-        client.cookies.set(SESSION_COOKIE, live, domain="kintsugi.local", path="/ui")
-        assert (await client.get("/ui/")).status_code == 200  # the untampered value works
+        for name, value in live.items():  # the untampered values work
+            client.cookies.set(SESSION_COOKIE, value, domain="kintsugi.local", path="/ui")
+            assert (await client.get("/ui/")).status_code == 200, name
 
-        for name, value in cookies.items():
+        for name, value in refused.items():
             client.cookies.set(SESSION_COOKIE, value, domain="kintsugi.local", path="/ui")
             response = await client.get("/ui/")
             assert response.status_code == 303, name
@@ -385,7 +472,7 @@ async def test_the_dashboard_renders_while_temporal_is_down(kintsugi: Harness) -
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://kintsugi", timeout=30) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="https://kintsugi", timeout=30) as client:
             await logged_in(client, ADMIN_KEY)
             page = await client.get("/ui/")
 

@@ -6,23 +6,7 @@ import pytest
 
 from domain.similarity import BANDS, NUM_PERM, prompt_print, prompt_text, similarity
 from schemas.messages import ChatMessage
-
-PROMPT = (
-    "You are a careful assistant for a travel agency. Read the customer's message below and answer in a "
-    "friendly tone. Suggest at most three destinations in Europe that fit their budget, mention the best "
-    "season to visit each one, and give a rough estimate of the cost of flights and hotels for a week. "
-    "If the customer asks about visas, tell them to check the official embassy website before booking."
-)
-"""~60 words."""
-UNRELATED = (
-    "Summarise the attached quarterly earnings report for the board: revenue growth by segment, operating "
-    "margin, the main risks management identified, and how cash flow compares with the previous quarter. "
-    "Keep it under two hundred words and use bullet points for the figures."
-)
-
-
-def user(text: str) -> list[ChatMessage]:
-    return [ChatMessage(role="user", content=text)]
+from tests.support.prompts import PROMPT, UNRELATED, user
 
 
 def test_text_is_case_whitespace_and_unicode_insensitive() -> None:

@@ -4,7 +4,6 @@ tenant; unpriced calls and cache hits counted apart; the total is the sum of the
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from schemas.costs import CostGroupBy, CostReport, CostTotals
 from store import queries
-from store.engine import AsyncSession, create_engine, session_factory
+from store.engine import AsyncSession
 from store.models import ModelCostLog
 
 TENANT, OTHER = "ten_spend", "ten_other"
@@ -61,16 +60,12 @@ def cost_rows() -> list[ModelCostLog]:
 
 
 @pytest.fixture
-async def sessions(migrated_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    # A session time zone far from UTC, so a day cut in the server's zone rather than UTC would show.
-    postgres = migrated_db_url.startswith("postgresql")
-    options = {"connect_args": {"server_settings": {"TimeZone": "Asia/Kolkata"}}} if postgres else {}
-    engine = create_engine(migrated_db_url, **options)
-    sessions = session_factory(engine)
-    async with sessions() as session, session.begin():
+async def sessions(migrated_sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Sessions on a database holding `cost_rows()`; on PostgreSQL in a zone far from UTC (`migrated_sessions`),
+    so a day cut in the server's zone rather than UTC would show."""
+    async with migrated_sessions() as session, session.begin():
         session.add_all(cost_rows())
-    yield sessions
-    await engine.dispose()
+    return migrated_sessions
 
 
 async def report(sessions: async_sessionmaker[AsyncSession], group_by: CostGroupBy, **window: datetime) -> CostReport:

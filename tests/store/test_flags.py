@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -13,21 +12,12 @@ from domain.flags import default_flags
 from schemas.audit import Actor
 from schemas.tenants import ALL_TENANTS
 from store import queries
-from store.engine import AsyncSession, create_engine, session_factory
+from store.engine import AsyncSession
 from store.flag_cache import FlagCache, environment_flag_defaults
 from store.models import GLOBAL_SCOPE, AuditLog, FeatureFlag
 
 PLATFORM = Actor("default", None)
 DEFAULTS = default_flags(frozenset())
-
-
-@pytest.fixture
-async def sessions(migrated_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(migrated_db_url)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 class Clock:
@@ -59,15 +49,15 @@ async def audit_rows(sessions: async_sessionmaker[AsyncSession]) -> list[AuditLo
 
 
 async def test_set_flag_upserts_one_row_per_scope_and_audits_each_change(
-    sessions: async_sessionmaker[AsyncSession],
+    migrated_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    await set_flag(sessions, "enable_reroute", True, rollout_percent=40)
-    await set_flag(sessions, "enable_reroute", False, actor=Actor("default", "key_1"))
-    await set_flag(sessions, "enable_reroute", True, tenant_id="default", actor=Actor("default", "key_2"))
+    await set_flag(migrated_sessions, "enable_reroute", True, rollout_percent=40)
+    await set_flag(migrated_sessions, "enable_reroute", False, actor=Actor("default", "key_1"))
+    await set_flag(migrated_sessions, "enable_reroute", True, tenant_id="default", actor=Actor("default", "key_2"))
 
-    async with sessions() as session:
+    async with migrated_sessions() as session:
         rows = sorted(await queries.flag_rows(session), key=lambda row: row.tenant_id)
-    audit = await audit_rows(sessions)
+    audit = await audit_rows(migrated_sessions)
 
     assert [(r.tenant_id, r.enabled, r.rollout_percent, r.updated_by) for r in rows] == [
         (GLOBAL_SCOPE, False, 100, "key_1"),
@@ -88,10 +78,10 @@ async def test_set_flag_upserts_one_row_per_scope_and_audits_each_change(
 
 
 async def test_a_rolled_back_change_leaves_neither_row_nor_audit_entry(
-    sessions: async_sessionmaker[AsyncSession],
+    migrated_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     with pytest.raises(RuntimeError):
-        async with sessions() as session, session.begin():
+        async with migrated_sessions() as session, session.begin():
             await queries.set_flag(
                 session,
                 key="enable_reroute",
@@ -102,23 +92,23 @@ async def test_a_rolled_back_change_leaves_neither_row_nor_audit_entry(
             )
             raise RuntimeError("the request failed after the write")
 
-    async with sessions() as session:
+    async with migrated_sessions() as session:
         assert await queries.flag_rows(session) == []
-    assert await audit_rows(sessions) == []
+    assert await audit_rows(migrated_sessions) == []
 
 
 async def test_delete_flag_drops_the_row_and_audits_only_a_real_change(
-    sessions: async_sessionmaker[AsyncSession],
+    migrated_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    await set_flag(sessions, "enable_reroute", False, tenant_id="default")
+    await set_flag(migrated_sessions, "enable_reroute", False, tenant_id="default")
 
-    async with sessions() as session, session.begin():
+    async with migrated_sessions() as session, session.begin():
         dropped = await queries.delete_flag(session, key="enable_reroute", tenant_id="default", actor=PLATFORM)
         again = await queries.delete_flag(session, key="enable_reroute", tenant_id="default", actor=PLATFORM)
 
-    async with sessions() as session:
+    async with migrated_sessions() as session:
         assert await queries.flag_rows(session) == []
-    audit = await audit_rows(sessions)
+    audit = await audit_rows(migrated_sessions)
     assert (dropped, again) == (True, False)
     assert [(a.action, a.before, a.after) for a in audit][1:] == [
         ("flag.delete", {"enabled": False, "rollout_percent": 100}, None)
@@ -126,16 +116,16 @@ async def test_delete_flag_drops_the_row_and_audits_only_a_real_change(
 
 
 async def test_audit_page_is_newest_first_paginated_and_tenant_scoped(
-    sessions: async_sessionmaker[AsyncSession],
+    migrated_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    async with sessions() as session, session.begin():
+    async with migrated_sessions() as session, session.begin():
         tenant = await queries.create_tenant(session, "acme")
         other = await queries.create_tenant(session, "other")
-    await set_flag(sessions, "enable_reroute", False)  # global: every tenant's admin sees it
+    await set_flag(migrated_sessions, "enable_reroute", False)  # global: every tenant's admin sees it
     for key in ("enable_rate_limiting", "enable_policy_engine", "enable_self_healing"):
-        await set_flag(sessions, key, False, tenant_id=tenant.id, actor=Actor(tenant.id, "key_a"))
-    await set_flag(sessions, "enable_reroute", True, tenant_id=other.id)
-    async with sessions() as session, session.begin():
+        await set_flag(migrated_sessions, key, False, tenant_id=tenant.id, actor=Actor(tenant.id, "key_a"))
+    await set_flag(migrated_sessions, "enable_reroute", True, tenant_id=other.id)
+    async with migrated_sessions() as session, session.begin():
         await queries.insert_audit(
             session,
             tenant_id=GLOBAL_SCOPE,
@@ -148,7 +138,7 @@ async def test_audit_page_is_newest_first_paginated_and_tenant_scoped(
 
     targets: list[str] = []
     before_id: int | None = None
-    async with sessions() as session:
+    async with migrated_sessions() as session:
         while True:
             page = await queries.audit_page(session, tenant_scope=tenant.id, limit=2, before_id=before_id)
             targets += [row.target for row in page.rows]
@@ -164,12 +154,14 @@ async def test_audit_page_is_newest_first_paginated_and_tenant_scoped(
     assert ids == sorted(ids, reverse=True)
 
 
-async def test_cache_sees_a_change_after_the_ttl_not_before(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_cache_sees_a_change_after_the_ttl_not_before(
+    migrated_sessions: async_sessionmaker[AsyncSession],
+) -> None:
     clock = Clock()
-    cache = FlagCache(sessions, defaults=DEFAULTS, ttl_s=5.0, clock=clock)
+    cache = FlagCache(migrated_sessions, defaults=DEFAULTS, ttl_s=5.0, clock=clock)
     assert "enable_reroute" in await cache.enabled("default")
 
-    await set_flag(sessions, "enable_reroute", False)
+    await set_flag(migrated_sessions, "enable_reroute", False)
     clock.now += 4.9
     stale = await cache.for_tenant("default")
     clock.now += 0.2
@@ -182,20 +174,20 @@ async def test_cache_sees_a_change_after_the_ttl_not_before(sessions: async_sess
     assert cache.reads == 2
 
 
-async def test_invalidate_shows_a_change_at_once(sessions: async_sessionmaker[AsyncSession]) -> None:
-    cache = FlagCache(sessions, defaults=DEFAULTS, ttl_s=5.0, clock=Clock())
+async def test_invalidate_shows_a_change_at_once(migrated_sessions: async_sessionmaker[AsyncSession]) -> None:
+    cache = FlagCache(migrated_sessions, defaults=DEFAULTS, ttl_s=5.0, clock=Clock())
     assert "enable_reroute" in await cache.enabled("default")
 
-    await set_flag(sessions, "enable_reroute", False, tenant_id="default")
+    await set_flag(migrated_sessions, "enable_reroute", False, tenant_id="default")
     cache.invalidate()
 
     assert "enable_reroute" not in await cache.enabled("default")
     assert "enable_reroute" in await cache.enabled("ten_other")
 
 
-async def test_many_concurrent_callers_share_one_read(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_many_concurrent_callers_share_one_read(migrated_sessions: async_sessionmaker[AsyncSession]) -> None:
     clock = Clock()
-    cache = FlagCache(sessions, defaults=DEFAULTS, ttl_s=5.0, clock=clock)
+    cache = FlagCache(migrated_sessions, defaults=DEFAULTS, ttl_s=5.0, clock=clock)
 
     results = await asyncio.gather(*(cache.enabled(f"ten_{i % 5}") for i in range(50)))
     for _ in range(100):
@@ -209,9 +201,9 @@ async def test_many_concurrent_callers_share_one_read(sessions: async_sessionmak
 
 
 async def test_a_read_overtaken_by_invalidate_is_not_kept_as_fresh(
-    sessions: async_sessionmaker[AsyncSession],
+    migrated_sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    cache = FlagCache(sessions, defaults=DEFAULTS, ttl_s=5.0, clock=Clock())
+    cache = FlagCache(migrated_sessions, defaults=DEFAULTS, ttl_s=5.0, clock=Clock())
     reading = asyncio.create_task(cache.rows())
     await asyncio.sleep(0)  # the read has begun
     cache.invalidate()  # as the API does after committing its own change
@@ -234,10 +226,10 @@ async def test_environment_defaults_follow_the_exporters_endpoints(monkeypatch: 
     assert defaults["enable_warehouse_export"] is False
 
 
-async def test_rows_of_the_flag_table_are_never_handed_out(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_rows_of_the_flag_table_are_never_handed_out(migrated_sessions: async_sessionmaker[AsyncSession]) -> None:
     """The cache keeps detached copies: a caller mutating what it got cannot change what others read."""
-    await set_flag(sessions, "enable_reroute", False)
-    cache = FlagCache(sessions, defaults=DEFAULTS, clock=Clock())
+    await set_flag(migrated_sessions, "enable_reroute", False)
+    cache = FlagCache(migrated_sessions, defaults=DEFAULTS, clock=Clock())
 
     rows = await cache.rows()
 

@@ -121,7 +121,7 @@ class FakeActivities:
     hang_preflight: bool = False
     hang_postflight: bool = False
     cost_usd: float = 0.0042
-    """What postflight bills."""
+    """What postflight bills (a cache hit too: the job must say 0 whatever the bookkeeping returns)."""
     flags: dict[str, bool] = field(default_factory=dict)
     """What preflight says the job's flags are."""
     cached: CachedAnswer | None = None
@@ -187,7 +187,7 @@ class FakeActivities:
         if self.hang_postflight:
             await _hang()
         self._write(input.events)
-        return PostflightOutput(cost_usd=0.0 if input.outcome == "cache_hit" else self.cost_usd)
+        return PostflightOutput(cost_usd=self.cost_usd)
 
     @activity.defn(name="record_events")
     async def record_events(self, input: RecordEventsInput) -> None:

@@ -85,6 +85,7 @@ async def test_a_cache_hit_answers_without_calling_a_provider(jobs: JobRig, fake
     assert fakes.models_called() == []
     [postflight] = fakes.postflights
     assert (postflight.outcome, postflight.cached, postflight.deployment.model) == ("cache_hit", fakes.cached, "b")
+    assert postflight.call_seq == 1  # the first call's number: one cost row per job, hit or call
     assert postflight.answer is None  # nothing new to keep in the cache
     assert fakes.event_types() == ["job.started", "job.cache_hit"]
     assert fakes.written[-1].data["cached_job_id"] == "job_earlier"
