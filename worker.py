@@ -50,6 +50,7 @@ def build_activities(
         similarity_threshold=settings.similarity_threshold,
         cache_ttl_s=settings.cache_ttl_s,
         cache_near_duplicate=settings.cache_near_duplicate,
+        serialize_writes=engine.dialect.name == "sqlite",
     )
 
 

@@ -57,16 +57,14 @@ async def record_postflight(
 ) -> float | None:
     """Write the job's bookkeeping; returns its cost (None: unpriced).
 
-    The cost row goes first: its key (job and call number, the same for a provider's answer and a cache hit)
-    says whether a run of this job already did all this — a retried activity, or the job run again after its
+    The cost row is the first write: its key (job and call number, the same for a provider's answer and a
+    cache hit) says whether a run of this job already did all this — a retried activity, or the job run again after its
     process died before the server recorded the task. Then the rest is skipped, so the two runs never both
     count (say, a call and then a cache hit).
     """
     flags = input.flags
     hit = input.outcome == "cache_hit"
     cost = 0.0 if hit else cost_usd(input.deployment.price, input.usage)
-    if flags.get(TRACK_MODEL_COSTS, True) and not await queries.insert_cost_log(session, **_cost_row(input, cost, now)):
-        return cost
     similarity_on = flags.get(SIMILARITY_LOGGING, True)
     keep_answer = (
         flags.get(RESPONSE_CACHE, False)
@@ -76,37 +74,45 @@ async def record_postflight(
         and bool(input.messages)
         and cacheable(input.kind, input.params)
     )
-    if input.messages and (similarity_on or keep_answer):
-        print_ = prompt_print(prompt_text(input.messages))
+    print_ = prompt_print(prompt_text(input.messages)) if input.messages and (similarity_on or keep_answer) else None
+    # Reads before the first write: SQLite holds its one write lock from the first write to the commit, and
+    # every other job's postflight in the process waits on it meanwhile.
+    match = None
+    if print_ is not None and similarity_on:
+        match = await queries.match_prompt(
+            session, job_id=input.job_id, tenant_id=input.tenant_id, print_=print_, threshold=similarity_threshold
+        )
+    if flags.get(TRACK_MODEL_COSTS, True) and not await queries.insert_cost_log(session, **_cost_row(input, cost, now)):
+        return cost
+    if print_ is not None:
         # The cache finds near-identical prompts through their signatures, so a kept answer's prompt is signed
         # even when similarity logging is off (then without a similarity row).
-        await queries.record_prompt(
+        await queries.write_prompt(
             session,
             job_id=input.job_id,
             tenant_id=input.tenant_id,
             key_id=input.key_id,
             print_=print_,
-            threshold=similarity_threshold,
+            match=match,
             created_at=now,
-            log_match=similarity_on,
             keep_bands=keep_answer,
         )
-        if keep_answer and input.answer is not None and input.route is not None:
-            await queries.insert_cached_answer(
-                session,
-                job_id=input.job_id,
-                tenant_id=input.tenant_id,
-                route=input.route,
-                fingerprint=request_fingerprint(input.route, input.params, input.messages),
-                exact_hash=print_.exact_hash,
-                answer=input.answer.model_dump(mode="json"),
-                usage=input.usage.model_dump(mode="json"),
-                provider=input.deployment.provider,
-                model=input.deployment.model,
-                cost_usd=cost,
-                created_at=now,
-                expires_at=now + timedelta(seconds=cache_ttl_s),
-            )
+    if keep_answer and print_ is not None and input.answer is not None and input.route is not None:
+        await queries.insert_cached_answer(
+            session,
+            job_id=input.job_id,
+            tenant_id=input.tenant_id,
+            route=input.route,
+            fingerprint=request_fingerprint(input.route, input.params, input.messages),
+            exact_hash=print_.exact_hash,
+            answer=input.answer.model_dump(mode="json"),
+            usage=input.usage.model_dump(mode="json"),
+            provider=input.deployment.provider,
+            model=input.deployment.model,
+            cost_usd=cost,
+            created_at=now,
+            expires_at=now + timedelta(seconds=cache_ttl_s),
+        )
     await queries.insert_events(session, event_rows(input.job_id, input.tenant_id, input.events))
     return cost
 

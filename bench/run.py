@@ -6,7 +6,7 @@ Temporal's floor for a durable call and LiteLLM's proxy.
     python -m bench.run --requests 300  # the same number of measured requests in every phase
 
 In one run, against the fake upstream (`tests.support.fake_upstream`) at 0 ms and 200 ms latency, at concurrency
-1, 10 and 50, it measures six systems:
+1, 10 and 50, it measures seven systems:
 
 - direct:            the load generator calls the upstream itself;
 - baseline:          `bench.baseline` (an API process + a worker process, one activity per workflow);
@@ -16,7 +16,8 @@ In one run, against the fake upstream (`tests.support.fake_upstream`) at 0 ms an
                      The bench installs it into `.data/bench/litellm-venv` on first use and reuses it; when it
                      cannot (no network), the system is skipped with the reason and the rest goes on;
 - kintsugi:          Kintsugi's API process + worker process, its provider on the default call path;
-- kintsugi-activity: the same with `call: activity` (the path for long calls, on the shared worker pool).
+- kintsugi-activity: the same with `call: activity` (the path for long calls, on the shared worker pool);
+- kintsugi-cache:    the default with the response cache on: the bench's repeated prompt is answered from it.
 
 Baseline, floor and Kintsugi each get a fresh Temporal dev server, started with Kintsugi's flags and state in a
 file (like `make up`), so the server's CPU-seconds per 1,000 jobs are attributable. The table, the target

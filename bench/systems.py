@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.baseline import WORKFLOW_ID_HEADER as BENCH_ID_HEADER
 from bench.ttft import STREAM_MODEL
 from ops.devserver import DevServer, start_dev_server
@@ -23,9 +25,12 @@ HOST = "127.0.0.1"
 UPSTREAM_MODEL = "bench-model"
 ADMIN_KEY = "bench-admin-key-0123456789"
 KINTSUGI_ID_HEADER = "X-Kintsugi-Job-Id"
-KINTSUGI_SYSTEMS: dict[str, str | None] = {"kintsugi": None, "kintsugi-activity": "activity"}
+KINTSUGI_SYSTEMS: dict[str, str | None] = {"kintsugi": None, "kintsugi-activity": "activity", "kintsugi-cache": None}
 """The `call:` of the upstream provider per Kintsugi system: none (Kintsugi's default: the hot path), and
 `activity` (the path for long calls, on the shared worker pool)."""
+KINTSUGI_FLAGS: dict[str, dict[str, bool]] = {"kintsugi-cache": {"enable_response_cache": True}}
+"""Flags a Kintsugi system turns on (globally, through `PUT /v1/flags`) before its load: `kintsugi-cache` answers
+the bench's one repeated prompt from the response cache after its first call."""
 
 ROUTES_TEMPLATE = """\
 providers:
@@ -158,6 +163,9 @@ def app_target(
         body, id_header = chat_body("bench"), KINTSUGI_ID_HEADER
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with app as running:
+        for key, enabled in KINTSUGI_FLAGS.get(system, {}).items():
+            response = httpx.put(f"{running.url}/v1/flags/{key}", json={"enabled": enabled}, headers=headers)
+            response.raise_for_status()
         workers = {"worker": running.worker} if running.worker is not None else {}
         meters = {"server": server.child, **workers, "api": running.api, "upstream": upstream.child}
         yield Target(system, f"{running.url}/v1/chat/completions", body, headers, id_header, meters)

@@ -117,6 +117,11 @@ def _normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+REMEMBERED_TEXT_CHARS = 4096
+"""Prints of texts up to this long are remembered (the last 1,024): a prompt that repeats — the case this
+module exists for — is printed once per process, and the memory stays under ~10 MB."""
+
+
 def prompt_print(text: str) -> PromptPrint:
     """The exact hash, MinHash signature and LSH bands of a normalised text (`prompt_text`).
 
@@ -124,6 +129,15 @@ def prompt_print(text: str) -> PromptPrint:
     `store.queries.similarity` neither records nor matches it (every embedding job would otherwise be an
     exact duplicate of every other).
     """
+    return _remembered_print(text) if len(text) <= REMEMBERED_TEXT_CHARS else _print(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _remembered_print(text: str) -> PromptPrint:
+    return _print(text)
+
+
+def _print(text: str) -> PromptPrint:
     exact_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if not text:
         return PromptPrint(exact_hash=exact_hash, signature=(), bands=())

@@ -5,6 +5,8 @@ it cost. Pure functions of the exceptions temporalio raises into workflow code, 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
@@ -13,6 +15,8 @@ from schemas import errors
 from schemas.failures import CallFailureDetails, read_details
 from schemas.jobs import JobError
 from schemas.routes import RetryConfig
+
+T = TypeVar("T")
 
 CALL_FAILURES = (ActivityError, ApplicationError, ActivityTimeoutError, CancelledError)
 """What an activity or a local activity raises into the workflow when it fails for good."""
@@ -52,3 +56,14 @@ def attempts_spent(cause: BaseException | None, retry_state: RetryState | None, 
     if retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED or isinstance(cause, ActivityTimeoutError):
         return retry.max_attempts
     return 1
+
+
+async def cancellable(call: Awaitable[T]) -> T:
+    """Await an (local) activity, turning every form a cancel takes into `asyncio.CancelledError`, so code that
+    handles call failures never mistakes a cancelled job for a failed provider."""
+    try:
+        return await call
+    except CALL_FAILURES as err:
+        if is_cancellation(err):
+            raise asyncio.CancelledError from err
+        raise

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm import LLMActivities
+    from domain.flags import RESPONSE_CACHE, SIMILARITY_LOGGING
     from schemas import errors
     from schemas import search_attributes as search_attrs
     from schemas.calls import (
@@ -35,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         DeploymentRef,
         JobError,
         JobInput,
+        JobParams,
         JobResult,
         JobState,
         JobStatus,
@@ -42,26 +42,12 @@ with workflow.unsafe.imports_passed_through():
         RepairOutput,
         Usage,
     )
-    from schemas.routes import RetryConfig
-    from workflows.failures import CALL_FAILURES, attempts_spent, is_cancellation, job_error, unwrap
-
-T = TypeVar("T")
-
-LOCAL_ACTIVITY_TIMEOUT = timedelta(seconds=30)
-LOCAL_ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
-"""Bookkeeping (route plan, cost and event rows) retries until the database answers: a blip delays a job."""
-RELAY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-"""How soon a streamed call whose worker died is retried elsewhere."""
-NON_RETRYABLE = sorted(errors.REQUEST_ERRORS | errors.DEPLOYMENT_ERRORS | {errors.UNKNOWN_MODEL})
-
-
-def call_retry_policy(retry: RetryConfig) -> RetryPolicy:
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=retry.initial_interval_s),
-        backoff_coefficient=retry.backoff,
-        maximum_interval=timedelta(seconds=retry.max_interval_s),
-        maximum_attempts=retry.max_attempts,
-        non_retryable_error_types=NON_RETRYABLE,
+    from workflows.failures import CALL_FAILURES, attempts_spent, cancellable, job_error, unwrap
+    from workflows.job_options import (
+        LOCAL_ACTIVITY_RETRY,
+        LOCAL_ACTIVITY_TIMEOUT,
+        RELAY_HEARTBEAT_TIMEOUT,
+        call_retry_policy,
     )
 
 
@@ -111,7 +97,7 @@ class LLMJobWorkflow:
                         plan = await self._preflight(repair.model)
             return await self._succeed(plan, deployment, output)
         except asyncio.CancelledError as err:
-            # Every activity call goes through `_cancellable`, so a cancel arrives here in this one form.
+            # Every activity call goes through `cancellable`, so a cancel arrives here in this one form.
             self._state.finished_at = workflow.now()
             self._set_status("cancelled")
             self._event("job.cancelled")
@@ -136,7 +122,7 @@ class LLMJobWorkflow:
 
     async def _preflight(self, model: str) -> PreflightOutput:
         try:
-            return await _cancellable(
+            return await cancellable(
                 workflow.execute_local_activity_method(
                     LLMActivities.preflight,
                     PreflightInput(
@@ -162,7 +148,7 @@ class LLMJobWorkflow:
             self._call_seq += 1
             self._state.deployment = DeploymentRef(provider=deployment.provider, model=deployment.model)
             try:
-                output = await _cancellable(self._call_model(deployment))
+                output = await cancellable(self._call_model(deployment))
             except CALL_FAILURES as err:
                 cause, retry_state = unwrap(err)
                 self._state.attempts += attempts_spent(cause, retry_state, deployment.retry)
@@ -276,9 +262,11 @@ class LLMJobWorkflow:
         answer: JobResult | None = None,
         cached: CachedAnswer | None = None,
     ) -> PostflightOutput:
+        keeps_answer = plan.flags.get(RESPONSE_CACHE, False)
+        signs_prompt = keeps_answer or plan.flags.get(SIMILARITY_LOGGING, True)
         # Written with the events still pending; they stay pending until it returns, so a job cancelled during
         # postflight still records them (but not `last_event`) with its cancellation.
-        output = await _cancellable(
+        output = await cancellable(
             workflow.execute_local_activity_method(
                 LLMActivities.postflight,
                 PostflightInput(
@@ -294,9 +282,12 @@ class LLMJobWorkflow:
                     cached=cached,
                     flags=plan.flags,
                     kind=self._input.kind,
-                    messages=self._input.messages,
-                    params=self._input.params,
-                    answer=answer,
+                    # Only what the flags in force need (a local activity's input is encoded and decoded
+                    # in process, so each field is CPU on the answer's path): the prompt for similarity or the
+                    # cache; its parameters and the answer for the cache.
+                    messages=self._input.messages if signs_prompt else [],
+                    params=self._input.params if keeps_answer else JobParams(),
+                    answer=answer if keeps_answer else None,
                     events=[*self._pending_events, last_event],
                 ),
                 start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
@@ -359,7 +350,7 @@ class LLMJobWorkflow:
     async def _flush_events(self) -> None:
         if not self._pending_events:
             return
-        await _cancellable(
+        await cancellable(
             workflow.execute_local_activity_method(
                 LLMActivities.record_events,
                 RecordEventsInput(
@@ -373,14 +364,3 @@ class LLMJobWorkflow:
         )
         # Only once written: a flush cut short by a cancel is written again with the cancellation.
         self._pending_events.clear()
-
-
-async def _cancellable(call: Awaitable[T]) -> T:
-    """Await an (local) activity, turning every form a cancel takes into `asyncio.CancelledError`, so code that
-    handles call failures never mistakes a cancelled job for a failed provider."""
-    try:
-        return await call
-    except CALL_FAILURES as err:
-        if is_cancellation(err):
-            raise asyncio.CancelledError from err
-        raise

@@ -9,7 +9,7 @@ from store.queries.cost_reports import cost_report
 from store.queries.event_logs import events_for_job, insert_events
 from store.queries.flags import delete_flag, flag_rows, set_flag
 from store.queries.response_cache import find_cached_answer, insert_cached_answer
-from store.queries.similarity import find_similar, near_duplicate_share, record_prompt
+from store.queries.similarity import find_similar, match_prompt, near_duplicate_share, record_prompt, write_prompt
 from store.queries.tenants import create_tenant, get_tenant
 
 __all__ = [
@@ -33,8 +33,10 @@ __all__ = [
     "insert_cached_answer",
     "insert_cost_log",
     "insert_events",
+    "match_prompt",
     "near_duplicate_share",
     "record_prompt",
     "revoke_api_key",
     "set_flag",
+    "write_prompt",
 ]

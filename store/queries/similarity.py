@@ -90,24 +90,62 @@ async def record_prompt(
     log_match: bool = True,
     keep_bands: bool = False,
 ) -> SimilarityMatch | None:
-    """Match a job's prompt against its tenant's earlier ones, then record it (signature, bands, match).
-
-    Idempotent: when the job's signature is already recorded (a retried postflight), nothing is written and
-    the match logged the first time is returned. An empty print is neither matched nor recorded.
+    """Match a job's prompt against its tenant's earlier ones (`match_prompt`), then record it (`write_prompt`).
 
     Args:
         log_match: False only signs the prompt (signature and bands, which the response cache finds answers
             by) when similarity logging is off: nothing is matched or logged, and the result is None.
-        keep_bands: write the prompt's bands even when it repeats an earlier one exactly (the response cache
-            keeps its answer, and finds near-identical prompts among its own answers by their bands).
+        keep_bands: see `write_prompt`.
 
     Returns:
-        The best earlier match (see `find_similar`), or None.
+        The best earlier match (see `find_similar`), or None; on a retry, the match the first run logged.
+    """
+    match = await match_prompt(session, job_id=job_id, tenant_id=tenant_id, print_=print_, threshold=threshold)
+    return await write_prompt(
+        session,
+        job_id=job_id,
+        tenant_id=tenant_id,
+        key_id=key_id,
+        print_=print_,
+        match=match if log_match else None,
+        created_at=created_at,
+        keep_bands=keep_bands,
+    )
+
+
+async def match_prompt(
+    session: AsyncSession, *, job_id: str, tenant_id: str, print_: PromptPrint, threshold: float
+) -> SimilarityMatch | None:
+    """The job's best earlier match (`find_similar`, never itself); reads only, so a caller can look before its
+    transaction writes anything (SQLite holds its one write lock from the first write to the commit)."""
+    if print_.empty:
+        return None
+    return await find_similar(session, tenant_id=tenant_id, print_=print_, threshold=threshold, exclude_job_id=job_id)
+
+
+async def write_prompt(
+    session: AsyncSession,
+    *,
+    job_id: str,
+    tenant_id: str,
+    key_id: str | None,
+    print_: PromptPrint,
+    match: SimilarityMatch | None,
+    created_at: datetime,
+    keep_bands: bool = False,
+) -> SimilarityMatch | None:
+    """Record a job's prompt: its signature, its bands and `match` (None: nothing to log).
+
+    Idempotent: when the job's signature is already recorded (a retried postflight), nothing is written and
+    the match logged the first time is returned. An empty print is not recorded.
+
+    Args:
+        keep_bands: write the prompt's bands even when it repeats an earlier one exactly (the response cache
+            keeps its answer, and finds near-identical prompts among its own answers by their bands).
     """
     if print_.empty:
         return None
     # The signature goes first: its unique job_id tells a retry apart in the same statement that writes it.
-    # Its own row cannot match: every lookup excludes the job.
     signature_row = {
         "job_id": job_id,
         "tenant_id": tenant_id,
@@ -118,12 +156,6 @@ async def record_prompt(
     }
     if not await insert_ignoring_duplicates(session, table_of(PromptSignature), [signature_row], "job_id"):
         return await _logged_match(session, job_id, tenant_id)
-
-    match = None
-    if log_match:
-        match = await find_similar(
-            session, tenant_id=tenant_id, print_=print_, threshold=threshold, exclude_job_id=job_id
-        )
     if match is None or match.method != "exact" or keep_bands:
         # An exact repeat adds no band an earlier prompt does not hold (the commonest case, and 32 rows saved);
         # a prompt whose answer the cache keeps needs its own, to be found among the live answers.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.systems import KINTSUGI_SYSTEMS, routes_yaml
+from bench.systems import KINTSUGI_FLAGS, KINTSUGI_SYSTEMS, routes_yaml
+from domain.flags import SPECS
 from schemas.routes import OpenAIProvider, load_routes
 
 
@@ -16,5 +17,11 @@ def test_kintsugi_runs_on_the_default_call_path_and_kintsugi_activity_on_activit
         routes = load_routes(path)
         calls[system] = routes.providers["upstream"].call
         assert set(routes.routes) == {"bench", "bench-stream"}
-    assert calls == {"kintsugi": OpenAIProvider.model_fields["call"].default, "kintsugi-activity": "activity"}
+    default = OpenAIProvider.model_fields["call"].default
+    assert calls == {"kintsugi": default, "kintsugi-activity": "activity", "kintsugi-cache": default}
     assert "call:" not in routes_yaml("http://127.0.0.1:9", KINTSUGI_SYSTEMS["kintsugi"])
+
+
+def test_only_kintsugi_cache_turns_a_flag_on_and_it_is_a_real_flag() -> None:
+    assert KINTSUGI_FLAGS == {"kintsugi-cache": {"enable_response_cache": True}}
+    assert set(KINTSUGI_FLAGS["kintsugi-cache"]) <= set(SPECS)
