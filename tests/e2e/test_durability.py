@@ -98,6 +98,8 @@ async def test_sigkilled_api_process_loses_no_synchronous_job_and_bills_each_onc
             assert identities[0].endswith(" api"), f"{job_id} did not start in the API process: {identities}"
             assert not identities[-1].endswith(" api"), f"{job_id} did not finish on the shared workers"
             assert len(await kintsugi.cost_rows(job_id)) == 1, f"{job_id} is not billed exactly once"
+            assert len(await kintsugi.signatures(job_id)) == 1, f"{job_id}'s prompt is not recorded exactly once"
+            assert await kintsugi.event_types(job_id) == ["job.started", "job.succeeded"]
         # Every call died with the API process and was made again by the shared worker.
         assert kintsugi.upstream.calls(slow) == SYNC_JOBS
         # Histories of jobs taken over after a workflow-task timeout replay as well.

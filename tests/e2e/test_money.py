@@ -1,6 +1,6 @@
-"""Money end to end (dev server, the API with its worker, the fake upstream, SQLite): a tenant's flags change
-what its jobs record, a repeated request is answered from the response cache without the SDK noticing, and
-what a hit saved shows in `/v1/costs` and the job's trace."""
+"""Money end to end (dev server, the API with its worker, the fake upstream; SQLite and PostgreSQL): a tenant's
+flags change what its jobs record, a repeated request is answered from the response cache without the SDK
+noticing, and what a hit saved shows in `/v1/costs` and the job's trace."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import openai
 
 from store.queries import DEFAULT_TENANT_ID
 from tests.support.harness import Harness
+from tests.support.sdk import openai_sdk
 
 QUESTION = [{"role": "user", "content": "Name the three primary colours of light, comma separated, nothing else."}]
 
@@ -38,9 +39,12 @@ def _preflight(trace: dict[str, Any]) -> dict[str, Any]:
     return span
 
 
-async def test_a_repeated_chat_comes_from_the_cache_and_the_sdk_cannot_tell(
-    kintsugi: Harness, sdk: openai.AsyncOpenAI
-) -> None:
+async def test_a_repeated_chat_comes_from_the_cache_and_the_sdk_cannot_tell(kintsugi_db: Harness) -> None:
+    async with openai_sdk(kintsugi_db) as sdk:
+        await _answered_from_the_cache(kintsugi_db, sdk)
+
+
+async def _answered_from_the_cache(kintsugi: Harness, sdk: openai.AsyncOpenAI) -> None:
     await _set_flag(kintsugi, "enable_response_cache", True)
     kintsugi.upstream.configure("gpt-4o-mini")  # restarts its request count
 
@@ -89,7 +93,8 @@ async def test_without_the_cache_flag_every_repeat_calls_the_provider(
     assert kintsugi.upstream.calls(kintsugi.model("a")) == 2
 
 
-async def test_with_cost_tracking_off_a_job_runs_and_its_trace_says_what_was_skipped(kintsugi: Harness) -> None:
+async def test_with_cost_tracking_off_a_job_runs_and_its_trace_says_what_was_skipped(kintsugi_db: Harness) -> None:
+    kintsugi = kintsugi_db
     await _set_flag(kintsugi, "track_model_costs", False)
 
     response = await kintsugi.submit({"model": "priced", "messages": QUESTION}, wait=10)

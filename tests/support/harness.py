@@ -26,7 +26,7 @@ from ops.processes import Child
 from ops.waits import free_port, wait_http_ok
 from settings import Settings
 from store.engine import create_engine, session_factory
-from store.models import EventLog, ModelCostLog
+from store.models import EventLog, ModelCostLog, PromptSignature
 from tests.support.fake_upstream import FakeUpstream
 from worker import build_activities, build_worker
 
@@ -178,6 +178,12 @@ class Harness:
         """The job's `model_cost_logs` rows, read straight from the database."""
         async with self._session() as session:
             stmt = select(ModelCostLog).where(col(ModelCostLog.job_id) == job_id)
+            return list((await session.exec(stmt)).all())
+
+    async def signatures(self, job_id: str) -> list[PromptSignature]:
+        """The job's `prompt_signatures` rows (similarity's record of its prompt)."""
+        async with self._session() as session:
+            stmt = select(PromptSignature).where(col(PromptSignature.job_id) == job_id)
             return list((await session.exec(stmt)).all())
 
     async def events(self, job_id: str) -> list[EventLog]:
