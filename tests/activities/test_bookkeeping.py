@@ -90,15 +90,22 @@ def messages(text: str = PROMPT) -> list[ChatMessage]:
 
 
 async def preflight(
-    activities: LLMActivities, tenant: str, *, text: str = PROMPT, params: JobParams | None = None, model: str = "fast"
+    activities: LLMActivities,
+    tenant: str,
+    *,
+    text: str = PROMPT,
+    chat: list[ChatMessage] | None = None,
+    params: JobParams | None = None,
+    model: str = "fast",
 ) -> PreflightOutput:
+    """Preflight of a fresh job asking `text` (or the whole `chat`)."""
     return await ActivityEnvironment().run(
         activities.preflight,
         PreflightInput(
             job_id=f"job_{uuid.uuid4().hex}",
             tenant_id=tenant,
             model=model,
-            messages=messages(text),
+            messages=chat or messages(text),
             params=params or JobParams(),
             synchronous=True,
         ),
@@ -111,6 +118,7 @@ async def postflight(
     plan: PreflightOutput,
     *,
     text: str = PROMPT,
+    chat: list[ChatMessage] | None = None,
     params: JobParams | None = None,
     answer: str = "the answer",
     cached: CachedAnswer | None = None,
@@ -132,7 +140,7 @@ async def postflight(
             outcome="cache_hit" if cached else "success",
             cached=cached,
             flags=plan.flags,
-            messages=messages(text),
+            messages=chat or messages(text),
             params=params or JobParams(),
             answer=None if cached else JobResult.from_text(answer),
             events=[event(job_id, "job.cache_hit" if cached else "job.succeeded")],
@@ -398,26 +406,10 @@ async def test_a_different_question_is_never_a_hit(
     then: list[ChatMessage],
 ) -> None:
     await set_flag(sessions, tenant, "enable_response_cache", True)
-    for job_messages in (first, then):
-        plan = await ActivityEnvironment().run(
-            activities.preflight,
-            PreflightInput(job_id=f"job_{uuid.uuid4().hex}", tenant_id=tenant, model="fast", messages=job_messages),
-        )
+    for chat in (first, then):
+        plan = await preflight(activities, tenant, chat=chat)
         assert plan.cached is None
-        await ActivityEnvironment().run(
-            activities.postflight,
-            PostflightInput(
-                job_id=f"job_{uuid.uuid4().hex}",
-                tenant_id=tenant,
-                route="fast",
-                call_seq=1,
-                deployment=plan.deployments[0],
-                usage=USAGE,
-                flags=plan.flags,
-                messages=job_messages,
-                answer=JobResult.from_text("an answer"),
-            ),
-        )
+        await postflight(activities, tenant, plan, chat=chat)
 
 
 async def test_an_earlier_turn_that_differs_a_little_is_still_a_hit(
@@ -436,28 +428,10 @@ async def test_an_earlier_turn_that_differs_a_little_is_still_a_hit(
         ChatMessage(role="system", content=f"Today is 2026-11-26. {context}"),
         ChatMessage(role="user", content=asked),
     ]
-    plan = await ActivityEnvironment().run(
-        activities.preflight, PreflightInput(job_id="job_a", tenant_id=tenant, model="fast", messages=first)
-    )
-    await ActivityEnvironment().run(
-        activities.postflight,
-        PostflightInput(
-            job_id=f"job_{uuid.uuid4().hex}",
-            tenant_id=tenant,
-            route="fast",
-            call_seq=1,
-            deployment=plan.deployments[0],
-            usage=USAGE,
-            flags=plan.flags,
-            messages=first,
-            answer=JobResult.from_text("the risks"),
-        ),
+    await postflight(
+        activities, tenant, await preflight(activities, tenant, chat=first), chat=first, answer="the risks"
     )
 
-    hit = (
-        await ActivityEnvironment().run(
-            activities.preflight, PreflightInput(job_id="job_b", tenant_id=tenant, model="fast", messages=then)
-        )
-    ).cached
+    hit = (await preflight(activities, tenant, chat=then)).cached
 
     assert hit is not None and hit.method == "minhash" and hit.answer.content == "the risks"
