@@ -232,9 +232,3 @@ def global_value(rows: Iterable[FlagSetting], key: str, defaults: Mapping[str, b
 
 def enabled_flags(values: Mapping[str, FlagValue]) -> frozenset[str]:
     return frozenset(key for key, value in values.items() if value.enabled)
-
-
-def flag_states(values: Mapping[str, FlagValue]) -> dict[str, bool]:
-    """Every flag as on/off: what a job carries as data (`PreflightOutput.flags`), since workflows read no
-    database."""
-    return {key: value.enabled for key, value in values.items()}

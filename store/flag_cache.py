@@ -20,7 +20,6 @@ from domain.flags import (
     default_flags,
     enabled_flags,
     exporters_configured,
-    flag_states,
     resolve_flags,
 )
 from store.queries.flags import flag_rows
@@ -106,8 +105,3 @@ class FlagCache:
         if on is None:
             on = self._enabled[tenant_id] = enabled_flags(self._values(tenant_id))
         return on
-
-    async def states(self, tenant_id: str) -> dict[str, bool]:
-        """Every flag as on/off for `tenant_id`: what a job carries as data (`PreflightOutput.flags`)."""
-        await self.rows()
-        return flag_states(self._values(tenant_id))

@@ -14,7 +14,6 @@ from domain.flags import (
     enabled_flags,
     exporters_configured,
     flag_spec,
-    flag_states,
     global_value,
     resolve_flags,
     rollout_bucket,
@@ -140,15 +139,13 @@ def test_global_value_ignores_tenant_rows_and_rollout_share() -> None:
     )
 
 
-def test_enabled_flags_and_states_are_what_a_job_carries() -> None:
+def test_enabled_flags_are_what_preflight_reads() -> None:
     values = resolve_flags([FlagRow("track_model_costs", GLOBAL, enabled=False)], "ten_a", NO_EXPORTERS)
 
     on = enabled_flags(values)
-    states = flag_states(values)
 
-    assert "track_model_costs" not in on and "enable_similarity_logging" in on
-    assert states["track_model_costs"] is False and states["enable_reroute"] is True
-    assert set(states) == set(DESIGN_FLAGS)
+    assert "track_model_costs" not in on and "enable_similarity_logging" in on and "enable_reroute" in on
+    assert set(values) == set(DESIGN_FLAGS)
 
 
 def test_an_unknown_flag_names_the_known_ones() -> None:
