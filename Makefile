@@ -2,7 +2,7 @@
 PYTEST_ARGS ?=
 VENV := .venv/bin
 
-.PHONY: install up test lint format bench clean
+.PHONY: install up test lint format bench bench-guard clean
 
 # Idempotent and cheap when done: uv (installed with pip if missing) syncs .venv to uv.lock, dev group included.
 install:
@@ -31,6 +31,10 @@ format:
 
 bench: install
 	$(VENV)/python -m bench.run
+
+# The guard's detectors offline (abuse detection, guardrail detectors): figures as JSON, under a minute.
+bench-guard: install
+	$(VENV)/python -m bench.guard
 
 clean:
 	rm -rf .data

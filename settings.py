@@ -78,8 +78,11 @@ class Settings(BaseSettings):
     """Run workflows in Temporal's sandbox. It re-imports the workflow module for every run (~6 ms of worker
     CPU per job measured here); determinism is guarded instead by replay tests, which run with it on."""
     flag_cache_ttl_s: float = Field(default=5.0, ge=0, le=5)
-    """How long a process reuses the feature flags it read: a change is in force everywhere within this
-    (at most the 5 s DESIGN.md promises; 0 reads them for every job)."""
+    """How long a process reuses the feature flags (and the policies) it read: a change is in force everywhere
+    within this (at most the 5 s DESIGN.md promises; 0 reads them for every job)."""
+    redis_url: str = ""
+    """Keep rate-limit buckets in this Redis (`redis://host:6379/0`) instead of the app database: for many API
+    replicas at high request rates."""
 
     @model_validator(mode="after")
     def _refuse_placeholder_admin_key(self) -> Settings:

@@ -13,17 +13,23 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from activities.abuse import AbuseScorer, AbuseTrainingActivities
 from activities.llm import LLMActivities
 from client.connect import connect
 from settings import Settings
 from store.engine import create_engine, session_factory
 from store.flag_cache import FlagCache, environment_flag_defaults
+from store.policy_cache import PolicyCache
+from store.rate_limits import RateLimiter, build_rate_limiter
+from workflows.abuse_training import AbuseTrainingWorkflow, ensure_abuse_training_schedule
 from workflows.llm_job import LLMJobWorkflow
 
-WORKFLOWS = [LLMJobWorkflow]
+WORKFLOWS = [LLMJobWorkflow, AbuseTrainingWorkflow]
+"""Every worker on the task queue registers every workflow, so a workflow task can land on any of them."""
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=8)
 
@@ -31,12 +37,19 @@ log = logging.getLogger("kintsugi.worker")
 
 
 def build_activities(
-    settings: Settings, engine: AsyncEngine, http: httpx.AsyncClient, *, flags: FlagCache | None = None
+    settings: Settings,
+    engine: AsyncEngine,
+    http: httpx.AsyncClient,
+    *,
+    flags: FlagCache | None = None,
+    policies: PolicyCache | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> LLMActivities:
-    """The activities' holder: routes, sessions, the shared HTTP client, feature flags, and the secrets read
-    from settings (upstream keys, relay tokens), so none of them travels in a workflow input.
+    """The activities' holder: routes, sessions, the shared HTTP client, feature flags, policies, and the
+    secrets read from settings (upstream keys, relay tokens), so none of them travels in a workflow input.
 
-    `flags`: the API process passes its own cache, so a flag it changes is in force at once for the jobs it runs.
+    `flags`, `policies`: the API process passes its own caches, so a change it makes is in force at once for the
+    jobs it runs. `rate_limiter`: where postflight settles the TPM the API charged (None: not settled here).
     """
     sessions = session_factory(engine)
     return LLMActivities(
@@ -50,12 +63,26 @@ def build_activities(
         similarity_threshold=settings.similarity_threshold,
         cache_ttl_s=settings.cache_ttl_s,
         cache_near_duplicate=settings.cache_near_duplicate,
+        policies=policies or PolicyCache(sessions, ttl_s=settings.flag_cache_ttl_s),
+        abuse=AbuseScorer(sessions),
+        rate_limiter=rate_limiter,
         serialize_writes=engine.dialect.name == "sqlite",
     )
 
 
-def build_worker(client: Client, settings: Settings, activities: LLMActivities, *, in_api: bool = False) -> Worker:
-    """The worker of `kintsugi worker`, or with `in_api` the API process's own (`api_worker`)."""
+def build_worker(
+    client: Client,
+    settings: Settings,
+    activities: LLMActivities,
+    *,
+    in_api: bool = False,
+    abuse: AbuseTrainingActivities | None = None,
+) -> Worker:
+    """The worker of `kintsugi worker`, or with `in_api` the API process's own (`api_worker`).
+
+    `abuse`: the abuse training's activities, which `kintsugi worker` runs; a worker without them (the API's,
+    which takes no remote activities) still runs the training workflow's tasks.
+    """
     runner = SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
     return Worker(
         client,
@@ -70,6 +97,7 @@ def build_worker(client: Client, settings: Settings, activities: LLMActivities, 
             activities.call_model,
             activities.postflight,
             activities.record_events,
+            *((abuse.tenants_with_history, abuse.train_tenant) if abuse is not None else ()),
         ],
         max_concurrent_activities=200,
         max_concurrent_local_activities=200,
@@ -89,13 +117,20 @@ def upstream_http() -> httpx.AsyncClient:
 
 @contextlib.asynccontextmanager
 async def api_worker(
-    client: Client, settings: Settings, engine: AsyncEngine, *, flags: FlagCache | None = None
+    client: Client,
+    settings: Settings,
+    engine: AsyncEngine,
+    *,
+    flags: FlagCache | None = None,
+    policies: PolicyCache | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> AsyncIterator[asyncio.Task[None]]:
     """The API process's worker, on `client` itself: the server hands a job started eagerly on this client
     (`start_job(synchronous=True)`) straight to it. Yields the task it runs in (done: the worker has stopped,
     which readiness reports); shut down gracefully on exit, like `kintsugi worker`."""
     async with upstream_http() as http:
-        worker = build_worker(client, settings, build_activities(settings, engine, http, flags=flags), in_api=True)
+        activities = build_activities(settings, engine, http, flags=flags, policies=policies, rate_limiter=rate_limiter)
+        worker = build_worker(client, settings, activities, in_api=True)
         # A task of its own, in a fresh context: not a part of whichever request happened to connect first.
         running = asyncio.get_running_loop().create_task(worker.run(), name="api-worker", context=Context())
         try:
@@ -113,9 +148,18 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     client = await connect(settings)
     engine = create_engine(settings.effective_database_url)
+    rate_limiter = build_rate_limiter(settings, session_factory(engine))
     try:
+        # Every worker makes sure the hourly abuse training is scheduled: the first creates it, the rest find it.
+        try:
+            await ensure_abuse_training_schedule(client, settings)
+        except RPCError as err:
+            # Jobs matter more than the hourly training: run them, and say what the server answered.
+            log.error("the abuse training schedule could not be ensured: %s", err)
         async with upstream_http() as http:
-            worker = build_worker(client, settings, build_activities(settings, engine, http))
+            abuse = AbuseTrainingActivities(session_factory(engine))
+            activities = build_activities(settings, engine, http, rate_limiter=rate_limiter)
+            worker = build_worker(client, settings, activities, abuse=abuse)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -124,6 +168,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
                 await stop.wait()
     finally:
+        await rate_limiter.aclose()
         await engine.dispose()
 
 

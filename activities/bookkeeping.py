@@ -113,7 +113,7 @@ async def record_postflight(
             created_at=now,
             expires_at=now + timedelta(seconds=cache_ttl_s),
         )
-    await queries.insert_events(session, event_rows(input.job_id, input.tenant_id, input.events))
+    await queries.insert_events(session, event_rows(input.job_id, input.tenant_id, input.key_id, input.events))
     return cost
 
 
@@ -150,15 +150,17 @@ def _cost_row(input: PostflightInput, cost: float | None, now: datetime) -> dict
         "upstream_latency_ms": None if input.latency_ms is None else round(input.latency_ms, 1),
         "outcome": input.outcome,
         "saved_usd": input.cached.saved_usd if hit and input.cached is not None else None,
+        "policy_version": input.policy_version,
         "created_at": now,
     }
 
 
-def event_rows(job_id: str, tenant_id: str, events: list[JobEvent]) -> list[dict[str, object]]:
+def event_rows(job_id: str, tenant_id: str, key_id: str | None, events: list[JobEvent]) -> list[dict[str, object]]:
     return [
         {
             "event_key": event.key,
             "tenant_id": tenant_id,
+            "key_id": key_id,
             "job_id": job_id,
             "type": event.type,
             "payload": event.data,

@@ -13,28 +13,34 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.abuse import AbuseScorer
 from activities.bookkeeping import JOB_FLAGS, cached_answer, event_rows, record_postflight
+from activities.policy_gate import PolicyGate, check_answer
 from activities.providers import call_provider
 from activities.relay import Relay
 from domain.cache_keys import cacheable
 from domain.errors import DomainError
-from domain.flags import RESPONSE_CACHE
-from domain.pricing import resolve_price
-from domain.routing import call_mode, serving
+from domain.flags import GUARDRAILS, POLICY_ENGINE, RESPONSE_CACHE
+from domain.guardrails.checks import has_rules
+from domain.policy.evaluate import in_regions
+from domain.routing import plan_route
 from schemas.calls import (
     CallModelInput,
     CallModelOutput,
-    PlannedDeployment,
     PostflightInput,
     PostflightOutput,
     PreflightInput,
     PreflightOutput,
     RecordEventsInput,
 )
+from schemas.decisions import PolicyDecision
 from schemas.failures import CallFailureDetails
 from schemas.routes import RoutesConfig
 from store import queries
 from store.flag_cache import FlagCache
+from store.policy_cache import PolicyCache
+from store.queries import budgets
+from store.rate_limits import RateLimiter
 
 
 class LLMActivities:
@@ -53,6 +59,9 @@ class LLMActivities:
         similarity_threshold: float,
         cache_ttl_s: float,
         cache_near_duplicate: float,
+        policies: PolicyCache,
+        abuse: AbuseScorer,
+        rate_limiter: RateLimiter | None = None,
         serialize_writes: bool = False,
     ) -> None:
         self._routes = routes
@@ -75,6 +84,11 @@ class LLMActivities:
         self._similarity_threshold = similarity_threshold
         self._cache_ttl_s = cache_ttl_s
         self._cache_near_duplicate = cache_near_duplicate
+        self._policies = policies
+        """Each key's policy, read from the database at most every few seconds (`PolicyCache`)."""
+        self._gate = PolicyGate(sessions, abuse, self._writes)
+        self._rate_limiter = rate_limiter
+        """Settles the TPM buckets the API charged at admission with a job's real usage; None: not here."""
 
     @activity.defn
     async def preflight(self, input: PreflightInput) -> PreflightOutput:
@@ -87,40 +101,48 @@ class LLMActivities:
         """
         try:
             # Skips the deployments that cannot honour the request; none left is the job's error.
-            deployments = serving(
-                self._routes, input.model, kind=input.kind, params=input.params, messages=input.messages
+            plan = plan_route(
+                self._routes,
+                input.model,
+                kind=input.kind,
+                params=input.params,
+                messages=input.messages,
+                local_call_max_s=self._local_call_max_s,
+                synchronous=input.synchronous,
             )
         except DomainError as err:
             raise ApplicationError(err.message, type=err.code, non_retryable=True) from err
-        plan = []
-        for deployment in deployments:
-            provider = self._routes.providers[deployment.provider]
-            plan.append(
-                PlannedDeployment(
-                    provider=deployment.provider,
-                    model=deployment.model,
-                    region=provider.region,
-                    price=resolve_price(deployment.model, deployment.price, provider_kind=provider.kind),
-                    timeout_s=provider.timeout_s,
-                    retry=provider.retry,
-                    call=call_mode(
-                        provider.call,
-                        provider.timeout_s,
-                        local_call_max_s=self._local_call_max_s,
-                        synchronous=input.synchronous,
-                    ),
-                    type=deployment.type,
-                )
-            )
         flags = await self._flags.enabled(input.tenant_id)  # cached in the process: no query per job
         job_flags = {key: key in flags for key in JOB_FLAGS}
-        cached = None
-        if job_flags[RESPONSE_CACHE] and cacheable(input.kind, input.params) and input.messages:
+        output = PreflightOutput(deployments=plan, flags=job_flags)
+        near_duplicate, any_temperature = self._cache_near_duplicate, False
+        if POLICY_ENGINE not in flags:
+            output.decision = PolicyDecision(skipped=[POLICY_ENGINE])  # so the trace says what the job ran without
+        else:
+            policy = await self._policies.for_key(input.tenant_id, input.key_id)  # cached in the process too
+            gated = await self._gate.decide(input, policy, plan, flags, datetime.now(UTC))
+            output.decision, output.budget_key = gated.decision, gated.budget_key
+            if not gated.decision.allowed:
+                return output
+            document = policy.document
+            output.deployments = in_regions(document, plan)
+            if GUARDRAILS in flags and has_rules(document.guardrails.output):
+                output.output_rules = document.guardrails.output
+            if document.similarity is not None:
+                output.similarity_threshold = document.similarity.threshold
+            if document.cache is not None:  # the policy's cache section takes over from the flag and settings
+                job_flags[RESPONSE_CACHE] = document.cache.enabled
+                output.cache_ttl_s = document.cache.ttl_s
+                near_duplicate = document.cache.near_duplicate or near_duplicate
+                any_temperature = document.cache.allow_temperature_above_zero
+        cacheable_ = cacheable(input.kind, input.params, allow_temperature_above_zero=any_temperature)
+        if job_flags[RESPONSE_CACHE] and cacheable_ and input.messages:
+            asked = input
+            if output.decision is not None and output.decision.redacted_messages is not None:
+                asked = input.model_copy(update={"messages": output.decision.redacted_messages})
             async with self._sessions() as session:
-                cached = await cached_answer(
-                    session, input, threshold=self._cache_near_duplicate, now=datetime.now(UTC)
-                )
-        return PreflightOutput(deployments=plan, flags=job_flags, cached=cached)
+                output.cached = await cached_answer(session, asked, threshold=near_duplicate, now=datetime.now(UTC))
+        return output
 
     @activity.defn
     async def call_model(self, input: CallModelInput) -> CallModelOutput:
@@ -140,6 +162,9 @@ class LLMActivities:
                     on_chunk=relay.send if relay else None,
                 )
             completed = True
+            if input.output_rules is not None:
+                answer, verdict = await check_answer(output.answer, input.output_rules, input.params)
+                output = output.model_copy(update={"answer": answer, "verdict": verdict})
         except ApplicationError as err:
             # History keeps only the last attempt's failure; carrying the attempt number lets the job
             # report how many calls a deployment took.
@@ -173,21 +198,41 @@ class LLMActivities:
     async def postflight(self, input: PostflightInput) -> PostflightOutput:
         """The job's bookkeeping, in one transaction and once (`record_postflight`): the cost row, the prompt's
         similarity, the answer for the response cache and the pending events."""
+        now = datetime.now(UTC)
         async with self._writes, self._sessions() as session, session.begin():
             cost = await record_postflight(
                 session,
                 input,
-                similarity_threshold=self._similarity_threshold,
-                cache_ttl_s=self._cache_ttl_s,
-                now=datetime.now(UTC),
+                similarity_threshold=input.similarity_threshold or self._similarity_threshold,
+                cache_ttl_s=input.cache_ttl_s or self._cache_ttl_s,
+                now=now,
             )
+            if input.budget_key is not None:
+                await budgets.settle(session, key=input.budget_key, cost_usd=cost)
+        if input.admitted_tokens is not None and self._rate_limiter is not None:
+            await self._settle_tokens(input)
         return PostflightOutput(cost_usd=cost)
+
+    async def _settle_tokens(self, input: PostflightInput) -> None:
+        """Give the TPM buckets back what the API's estimate charged over the real usage (or take the
+        shortfall), on the limiter's clock (wall time shared by every process).
+
+        Not idempotent by itself: a retried postflight may settle twice, which errs by one job's estimate in a
+        bucket that refills within a minute; the job's bookkeeping above stays exact."""
+        assert self._rate_limiter is not None and input.admitted_tokens is not None
+        policy = await self._policies.for_key(input.tenant_id, input.key_id)
+        used = input.usage.input_tokens + input.usage.output_tokens
+        await self._rate_limiter.settle(
+            input.key_id, input.tenant_id, policy.document.rate, used - input.admitted_tokens, self._rate_limiter.now()
+        )
 
     @activity.defn
     async def record_events(self, input: RecordEventsInput) -> None:
         """Lifecycle events of a job that parks, fails or is cancelled (postflight writes the others)."""
         async with self._writes, self._sessions() as session, session.begin():
-            await queries.insert_events(session, event_rows(input.job_id, input.tenant_id, input.events))
+            await queries.insert_events(session, event_rows(input.job_id, input.tenant_id, input.key_id, input.events))
+            if input.release_budget:
+                await budgets.release(session, job_id=input.job_id)
 
 
 @contextlib.asynccontextmanager

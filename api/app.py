@@ -13,11 +13,14 @@ from api.errors import install_error_handlers
 from api.routes import admin, chat, costs, embeddings, health, jobs, streams, traces
 from api.routes import audit as audit_routes
 from api.routes import flags as flag_routes
+from api.routes import policies as policy_routes
 from api.stream_hub import StreamHub
 from api.ui.routes import install_ui
 from settings import Settings
 from store.engine import create_engine, session_factory
 from store.flag_cache import FlagCache, environment_flag_defaults
+from store.policy_cache import PolicyCache
+from store.rate_limits import build_rate_limiter
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.flags = FlagCache(
             app.state.sessions, defaults=environment_flag_defaults(), ttl_s=settings.flag_cache_ttl_s
         )
+        app.state.policies = PolicyCache(app.state.sessions, ttl_s=settings.flag_cache_ttl_s)
+        app.state.rate_limiter = build_rate_limiter(settings, app.state.sessions)
         # Connected on first use (`api.temporal.connect_temporal`): the API starts, and /readyz reports,
         # while Temporal is still coming up.
         app.state.temporal = None
@@ -43,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with contextlib.AsyncExitStack() as lifetime:
             # Closed last to first: the API's worker (its jobs end gracefully), then the database it writes to.
             lifetime.push_async_callback(engine.dispose)
+            lifetime.push_async_callback(app.state.rate_limiter.aclose)
             app.state.lifetime = lifetime
             yield
 
@@ -60,4 +66,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_ui(app)  # the web UI: its pages, static files, and its own refusals (pages, not JSON)
     app.include_router(flag_routes.router)
     app.include_router(audit_routes.router)
+    app.include_router(policy_routes.router)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -78,12 +79,22 @@ def _connection_lost(err: DBAPIError) -> bool:
 class ApiError(Exception):
     """Raised by routes and dependencies; becomes a JSON error response with `status` and `code`."""
 
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or {}
+        self.headers = dict(headers or {})
+        """Sent with the error (`Retry-After` and `X-RateLimit-*` on a 429)."""
 
 
 def speaks_openai(path: str) -> bool:
@@ -117,9 +128,16 @@ def _param(details: dict[str, Any] | None) -> str | None:
 
 
 def error_response(
-    request: Request, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(request.url.path, status, code, message, details), status_code=status)
+    return JSONResponse(
+        error_body(request.url.path, status, code, message, details), status_code=status, headers=headers
+    )
 
 
 def _validation_details(err: RequestValidationError) -> list[dict[str, Any]]:
@@ -137,7 +155,7 @@ def _validation_details(err: RequestValidationError) -> list[dict[str, Any]]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError) -> JSONResponse:
-        return error_response(request, err.status, err.code, err.message, err.details)
+        return error_response(request, err.status, err.code, err.message, err.details, err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:

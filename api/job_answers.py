@@ -17,6 +17,7 @@ JOB_ERROR_STATUS = {
     errors.MODEL_TYPE_MISMATCH: 400,
     errors.UNKNOWN_MODEL: 404,
     errors.CANCELLED: 409,
+    **errors.POLICY_REFUSALS,
 }
 """The status of a job that ended without an answer, by its error code; any other code is the upstream's (502)."""
 
@@ -36,5 +37,12 @@ def answer_or_error(job_id: str, state: JobState) -> JobResult:
     if state.error is not None or state.result is None:
         error = state.error
         code, message = (error.code, error.message) if error else (errors.UPSTREAM_ERROR, "no result")
-        raise ApiError(JOB_ERROR_STATUS.get(code, 502), code, f"{message} (job {job_id})")
+        details = error.details if error else None  # a refusal's (the guardrail, the kinds), never prompt text
+        raise ApiError(
+            JOB_ERROR_STATUS.get(code, 502),
+            code,
+            f"{message} (job {job_id})",
+            details,
+            headers={"X-Kintsugi-Job-Id": job_id},  # the failed job is there to read: its trace says why
+        )
     return state.result

@@ -23,7 +23,14 @@ async def connect_temporal(state: State) -> Client:
                 # With the API's worker, history names this process (`… api`) beside each task it ran.
                 client = await connect(state.settings, role="api" if state.settings.api_worker else None)
                 if state.settings.api_worker:
-                    worker = api_worker(client, state.settings, state.engine, flags=state.flags)
+                    worker = api_worker(
+                        client,
+                        state.settings,
+                        state.engine,
+                        flags=state.flags,
+                        policies=state.policies,
+                        rate_limiter=getattr(state, "rate_limiter", None),
+                    )
                     state.api_worker = await state.lifetime.enter_async_context(worker)
                 state.temporal = client
     return state.temporal  # type: ignore[no-any-return]

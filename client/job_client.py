@@ -69,6 +69,7 @@ async def start_job(
     job_id: str | None = None,
     relay_url: str | None = None,
     synchronous: bool = False,
+    admitted_tokens: int | None = None,
 ) -> JobHandle:
     """Start the job (or find the one its idempotency key started).
 
@@ -76,6 +77,7 @@ async def start_job(
         key_id: The API key submitting the job (`JobInput.key_id`).
         job_id: Chosen by the caller when it must know the id before the job runs (to watch its stream).
         relay_url: The API replica that relays the answer live to a client (`JobInput.relay_url`).
+        admitted_tokens: What the rate limiter charged the TPM buckets (`JobInput.admitted_tokens`).
         synchronous: Someone waits for the answer (`JobInput.synchronous`). With the API's worker
             (`Settings.api_worker`), the server is asked to hand the job's first workflow task straight back to
             it (eager start), and the whole job runs in that task. The server or a busy worker may refuse; the
@@ -96,6 +98,7 @@ async def start_job(
         relay_url=relay_url,
         synchronous=synchronous,
         key_id=key_id,
+        admitted_tokens=admitted_tokens or None,
         revision=JOB_REVISION,
     )
     size = len(job_input.model_dump_json())

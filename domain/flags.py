@@ -25,7 +25,11 @@ EXPORTER_ENDPOINT_ENV: dict[Exporter, str] = {
 TRACK_MODEL_COSTS = "track_model_costs"
 SIMILARITY_LOGGING = "enable_similarity_logging"
 RESPONSE_CACHE = "enable_response_cache"
-"""The flags built in this release, by name for the code that reads them (preflight and postflight)."""
+POLICY_ENGINE = "enable_policy_engine"
+RATE_LIMITING = "enable_rate_limiting"
+GUARDRAILS = "enable_guardrails_ai"
+ABUSE_DETECTION = "enable_abuse_detection"
+"""The flags built so far, by name for the code that reads them (the API, preflight and postflight)."""
 
 GLOBAL = ""
 """The scope of a flag's global row (`store.models.GLOBAL_SCOPE`, which domain cannot import)."""
@@ -96,15 +100,15 @@ FLAGS: tuple[FlagSpec, ...] = (
         "enable_policy_engine",
         "evaluate the tenant's policy before and after each call",
         "policy engine",
-        built=False,
+        built=True,
     ),
-    FlagSpec("enable_rate_limiting", "enforce RPM and TPM per key and tenant", "rate limiting", built=False),
-    FlagSpec("enable_guardrails_ai", "run the policy's input and output guardrails", "guardrails-ai", built=False),
+    FlagSpec("enable_rate_limiting", "enforce RPM and TPM per key and tenant", "rate limiting", built=True),
+    FlagSpec("enable_guardrails_ai", "run the policy's input and output guardrails", "guardrails-ai", built=True),
     FlagSpec(
         "enable_abuse_detection",
         "score requests for abuse and flag, throttle or block them",
         "abuse detection",
-        built=False,
+        built=True,
     ),
     FlagSpec("enable_self_healing", "match events against rules and start their actions", "self-healing", built=False),
     FlagSpec(

@@ -150,11 +150,16 @@ def _entry_price(name: str, entry: dict[str, object]) -> ResolvedPrice | None:
             "cache_write_per_mtok": _rate(entry, "cache_creation_input_token_cost"),
             "reasoning_per_mtok": _rate(entry, "output_cost_per_reasoning_token"),
             **tier,
+            "max_output_tokens": _whole(entry.get("max_output_tokens")),
             "known": True,
             "source": "catalogue",
             "name": name,
         }
     )
+
+
+def _whole(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _rate(entry: dict[str, object], key: str) -> float | None:

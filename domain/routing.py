@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from domain.capabilities import unsupported
 from domain.errors import ModelTypeMismatch, UnknownModel, UnsupportedParameter
+from domain.pricing import resolve_price
+from schemas.calls import PlannedDeployment
 from schemas.jobs import JobKind, JobParams
 from schemas.messages import ChatMessage
 from schemas.routes import CallMode, CallSetting, DeploymentConfig, RoutesConfig
@@ -70,3 +72,35 @@ def call_mode(call: CallSetting, timeout_s: float, *, local_call_max_s: float, s
     if call != "auto":
         return call
     return "local" if synchronous and timeout_s <= local_call_max_s else "activity"
+
+
+def plan_route(
+    routes: RoutesConfig,
+    model: str,
+    *,
+    kind: JobKind,
+    params: JobParams,
+    messages: Sequence[ChatMessage],
+    local_call_max_s: float,
+    synchronous: bool,
+) -> list[PlannedDeployment]:
+    """The route plan: the deployments of `model` that can serve the request (raises as `require_route`), in
+    order, each with its region, its resolved price and how its calls run."""
+    plan = []
+    for deployment in serving(routes, model, kind=kind, params=params, messages=messages):
+        provider = routes.providers[deployment.provider]
+        plan.append(
+            PlannedDeployment(
+                provider=deployment.provider,
+                model=deployment.model,
+                region=provider.region,
+                price=resolve_price(deployment.model, deployment.price, provider_kind=provider.kind),
+                timeout_s=provider.timeout_s,
+                retry=provider.retry,
+                call=call_mode(
+                    provider.call, provider.timeout_s, local_call_max_s=local_call_max_s, synchronous=synchronous
+                ),
+                type=deployment.type,
+            )
+        )
+    return plan

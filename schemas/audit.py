@@ -10,6 +10,12 @@ from pydantic import BaseModel
 FLAG_SET = "flag.set"
 FLAG_DELETE = "flag.delete"
 """Audit actions of feature flags (`target` = the flag's key)."""
+POLICY_CREATE = "policy.create"
+POLICY_UPDATE = "policy.update"
+POLICY_DELETE = "policy.delete"
+"""Audit actions of policies (`target` = the policy's id; before/after: name, default, version, document)."""
+KEY_BIND_POLICY = "key.bind_policy"
+"""A key named a policy, or stopped naming one (`target` = the key's id; before/after: `{policy_id}`)."""
 
 
 class Actor(NamedTuple):

@@ -8,9 +8,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, model_validator
 
 from schemas.contracts import EventType
+from schemas.decisions import OutputVerdict, PolicyDecision
 from schemas.embeddings import EmbeddingInput
 from schemas.jobs import JobKind, JobParams, JobResult, Usage
 from schemas.messages import ChatMessage
+from schemas.policies import OutputGuardrails
 from schemas.pricing import ResolvedPrice
 from schemas.routes import CallMode, DeploymentType, RetryConfig
 
@@ -48,6 +50,10 @@ class PreflightInput(BaseModel):
     """With `params`, what the plan's deployments must be able to honour (`domain.capabilities`)."""
     synchronous: bool = False
     """`JobInput.synchronous`: decides `call: auto` (`domain.routing.call_mode`)."""
+    key_id: str | None = None
+    """Whose policy applies (the key's own, else its tenant's default)."""
+    preflight_seq: int = 1
+    """Counts the job's preflights (a reroute plans again): names its budget reservation."""
 
 
 SimilarityMethod = Literal["exact", "minhash"]
@@ -78,6 +84,15 @@ class PreflightOutput(BaseModel):
     absent in histories recorded before flags, where everything ran as on."""
     cached: CachedAnswer | None = None
     """A response-cache hit: the job answers with it and calls no provider."""
+    decision: PolicyDecision | None = None
+    """The policy's verdict (revision 4); None in older histories and when the policy engine is off."""
+    output_rules: OutputGuardrails | None = None
+    """The policy's output guardrails, for the call to apply where the answer arrives; None: none apply."""
+    similarity_threshold: float | None = None
+    cache_ttl_s: float | None = None
+    """The policy's `similarity` and `cache` settings for postflight; None: the environment's."""
+    budget_key: str | None = None
+    """The budget reservation preflight made (`{job_id}:{preflight_seq}`); postflight settles it."""
 
 
 class CallModelInput(BaseModel):
@@ -91,6 +106,8 @@ class CallModelInput(BaseModel):
     """Set for an embedding job (`JobInput.embedding`): the call embeds it instead of chatting."""
     relay_url: str | None = None
     """Stream the answer's chunks to this API replica as they arrive (`JobInput.relay_url`)."""
+    output_rules: OutputGuardrails | None = None
+    """Checked on the answer before it leaves the activity, so a redacted answer never enters history."""
 
 
 class CallModelOutput(BaseModel):
@@ -101,6 +118,8 @@ class CallModelOutput(BaseModel):
     latency_ms: float
     attempt: int = 1
     """The activity attempt that succeeded, so the job can report how many calls it took."""
+    verdict: OutputVerdict | None = None
+    """The output guardrails' verdict (the answer is already redacted); a refusal fails the job, billed."""
 
     @model_validator(mode="before")
     @classmethod
@@ -112,7 +131,8 @@ class CallModelOutput(BaseModel):
         return value
 
 
-PostflightOutcome = Literal["success", "cache_hit"]
+PostflightOutcome = Literal["success", "cache_hit", "failed_billed"]
+"""`failed_billed`: the provider answered (and billed) but an output guardrail refused the answer."""
 
 
 class PostflightInput(BaseModel):
@@ -139,6 +159,13 @@ class PostflightInput(BaseModel):
     answer: JobResult | None = None
     """The answer to keep in the response cache (when the tenant has it on and the request is cacheable)."""
     events: list[JobEvent] = []
+    policy_version: int | None = None
+    similarity_threshold: float | None = None
+    cache_ttl_s: float | None = None
+    budget_key: str | None = None
+    """Settle this reservation with the call's cost."""
+    admitted_tokens: int | None = None
+    """`JobInput.admitted_tokens`: settle the TPM buckets with the real usage."""
 
 
 class PostflightOutput(BaseModel):
@@ -150,3 +177,6 @@ class RecordEventsInput(BaseModel):
     job_id: str
     tenant_id: str
     events: list[JobEvent]
+    key_id: str | None = None
+    release_budget: bool = False
+    """The job ends without an answer: give back what it reserved of its tenant's budgets."""

@@ -17,8 +17,13 @@ EventType = Literal[
     "job.failed",
     "job.cancelled",
     "job.cache_hit",
+    "guardrail.triggered",
+    "policy.refused",
+    "abuse.flagged",
+    "budget.exceeded",
 ]
-"""Lifecycle events a job writes to the outbox (`event_logs.type`); rules will match on these."""
+"""Events a job writes to the outbox (`event_logs.type`); rules will match on these. Payloads never hold
+prompt text or secrets: a guardrail's event names kinds and offsets, never what matched."""
 
 JOB_WORKFLOW_TYPE = "LLMJobWorkflow"
 """The workflow type of every job: the visibility query of job lists and the worker's registration agree on it."""

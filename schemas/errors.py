@@ -25,6 +25,23 @@ TERMINATED = "terminated"
 """Ended from outside (the Temporal UI or CLI), not by the job itself."""
 JOB_FAILED = "job_failed"
 
+GUARDRAIL_BLOCKED = "guardrail_blocked"
+BUDGET_EXCEEDED = "budget_exceeded"
+MODEL_NOT_ALLOWED = "model_not_allowed"
+REGION_NOT_ALLOWED = "region_not_allowed"
+COST_LIMIT_EXCEEDED = "cost_limit_exceeded"
+ABUSE_BLOCKED = "abuse_blocked"
+POLICY_REFUSALS: dict[str, int] = {
+    RATE_LIMITED: 429,
+    BUDGET_EXCEEDED: 429,
+    GUARDRAIL_BLOCKED: 400,
+    MODEL_NOT_ALLOWED: 403,
+    REGION_NOT_ALLOWED: 403,
+    COST_LIMIT_EXCEEDED: 400,
+    ABUSE_BLOCKED: 403,
+}
+"""The policy's refusals (DESIGN.md, Error codes) and the status each answers with."""
+
 REQUEST_ERRORS: frozenset[str] = frozenset({BAD_REQUEST, CONTEXT_LENGTH_EXCEEDED})
 """The request itself is wrong: another deployment of the same route cannot help."""
 DEPLOYMENT_ERRORS: frozenset[str] = frozenset({UPSTREAM_AUTH, MODEL_NOT_FOUND})

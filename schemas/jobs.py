@@ -13,10 +13,10 @@ from schemas.routes import DeploymentType
 
 JobStatus = Literal["queued", "running", "parked", "succeeded", "failed", "cancelled"]
 OnExhausted = Literal["fail", "park"]
-JOB_REVISION = 3
+JOB_REVISION = 4
 """The job workflow's current revision (`JobInput.revision`). 2: statuses that visibility already knows
 (every final one, and `running` for a job started as running) are not upserted. 3: a response-cache hit
-found by preflight skips the upstream call."""
+found by preflight skips the upstream call. 4: the tenant's policy decides (refusals, redaction, budgets)."""
 TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 JobKind = DeploymentType
 """What a job asks for: a chat completion or embeddings; only a route of deployments of that type serves it."""
@@ -152,6 +152,9 @@ class JobResultView(JobResult):
 class JobError(BaseModel):
     code: str
     message: str
+    details: dict[str, Any] = Field(default={}, exclude_if=lambda details: not details)
+    """Left out when empty (most errors have none). What a refusal names (`details.guardrail`, `details.kinds`, a
+    budget's period, …), never prompt text."""
 
 
 class DeploymentRef(BaseModel):
@@ -181,6 +184,9 @@ class JobInput(BaseModel):
     key_id: str | None = None
     """The API key that submitted the job (cost rows and similarity are per key); None for the environment's
     admin key."""
+    admitted_tokens: int | None = None
+    """What the API's rate limiter charged the TPM buckets for this job (an estimate); postflight settles the
+    difference with the real usage. None: no TPM limit applied."""
     revision: int = 1
     """Which commands the workflow issues for this job (`JOB_REVISION` for every new one). A change to them
     takes a new revision and keeps the old path, so a deploy never breaks a job in flight and no patch marker

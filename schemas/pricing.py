@@ -43,6 +43,9 @@ class ResolvedPrice(BaseModel):
     """Where the price came from; None in histories recorded before prices named their source."""
     name: str | None = None
     """The catalogue entry priced from (an alias's target, not the alias)."""
+    max_output_tokens: int | None = None
+    """The model's output limit as the catalogue gives it: a request without `max_tokens` may use this many, so
+    the policy's cost estimate assumes it does."""
 
     @classmethod
     def not_applied(cls) -> ResolvedPrice:

@@ -45,6 +45,16 @@ class KeyCreate(BaseModel):
     tenant_id: str = Field(min_length=1, max_length=64)
     role: Role
     name: str | None = Field(default=None, max_length=200)
+    policy_id: str | None = Field(default=None, min_length=1, max_length=64)
+    """A policy of the key's tenant to run under; None: the tenant's default policy (or the built-in one)."""
+
+
+class KeyPolicyUpdate(BaseModel):
+    """`PUT /v1/keys/{id}/policy`: bind an existing key to a policy of its tenant, or (None) unbind it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy_id: str | None = Field(min_length=1, max_length=64)
 
 
 class KeyPublic(BaseModel):
@@ -54,6 +64,8 @@ class KeyPublic(BaseModel):
     name: str | None
     prefix: str
     created_at: datetime
+    policy_id: str | None = None
+    """The policy the key names; None: it runs under its tenant's default."""
 
 
 class KeyCreated(KeyPublic):

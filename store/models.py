@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Dialect, Index, UniqueConstraint, true
+from sqlalchemy import JSON, Column, DateTime, Dialect, Index, LargeBinary, UniqueConstraint, true
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import AutoString, Field, SQLModel
 
@@ -74,6 +74,8 @@ class ApiKey(SQLModel, table=True):
     """The key's first 8 characters, to tell keys apart in listings."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
     revoked_at: datetime | None = Field(default=None, sa_column=_tz_column(nullable=True))
+    policy_id: str | None = Field(default=None, max_length=64)
+    """The policy this key runs under; None: its tenant's default policy (or the built-in one)."""
 
 
 class ModelCostLog(SQLModel, table=True):
@@ -135,10 +137,14 @@ class EventLog(SQLModel, table=True):
     event_key: str = Field(unique=True, index=True, max_length=255)
     tenant_id: str = Field(index=True, max_length=64)
     job_id: str = Field(index=True, max_length=255)
+    key_id: str | None = Field(default=None, max_length=64)
+    """The API key whose job wrote it (abuse features are per key); None for the admin key and older rows."""
     type: str = Field(index=True, max_length=100)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
     exported_at: datetime | None = Field(default=None, sa_column=_tz_column(nullable=True))
+
+    __table_args__ = (Index("ix_event_logs_tenant_key_created", "tenant_id", "key_id", "created_at"),)
 
 
 class PromptSignature(SQLModel, table=True):
@@ -257,3 +263,98 @@ class AuditLog(SQLModel, table=True):
     before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+
+
+class Policy(SQLModel, table=True):
+    """A tenant's policy: its current document and version (every version is in `policy_versions`)."""
+
+    __tablename__ = "policies"
+
+    id: str = Field(default_factory=lambda: new_id("pol"), primary_key=True, max_length=64)
+    tenant_id: str = Field(index=True, max_length=64)
+    name: str = Field(max_length=200)
+    is_default: bool = False
+    """Applies to every key of the tenant that names no other policy; at most one per tenant."""
+    version: int = 1
+    document: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_policies_tenant_name"),)
+
+
+class PolicyVersion(SQLModel, table=True):
+    """One version of a policy's document, as written; never changed afterwards."""
+
+    __tablename__ = "policy_versions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy_id: str = Field(max_length=64)
+    version: int
+    document: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_by: str | None = Field(default=None, max_length=64)
+    """The key id of who wrote it; None for the environment's admin key."""
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+
+    __table_args__ = (UniqueConstraint("policy_id", "version", name="uq_policy_versions_policy_version"),)
+
+
+class RateLimitBucket(SQLModel, table=True):
+    """A token bucket's level when it was last touched (`domain.rate_limits`); the capacity comes from the policy."""
+
+    __tablename__ = "rate_limit_buckets"
+
+    key: str = Field(primary_key=True, max_length=255)
+    """`{rpm|tpm}:{key|tenant}:{id}`."""
+    tokens: float
+    updated_at: float
+    """Unix seconds: bucket arithmetic runs inside one SQL statement on both dialects."""
+
+
+class BudgetCounter(SQLModel, table=True):
+    """A tenant's spend in one UTC day or month: `committed_usd` is settled spend plus open reservations."""
+
+    __tablename__ = "budget_counters"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: str = Field(max_length=64)
+    period: str = Field(max_length=8)
+    """`day` or `month`."""
+    period_start: str = Field(max_length=10)
+    """`2026-11-26` or `2026-11` (UTC)."""
+    committed_usd: float = 0.0
+    spent_usd: float = 0.0
+
+    __table_args__ = (UniqueConstraint("tenant_id", "period", "period_start", name="uq_budget_counters_period"),)
+
+
+class BudgetReservation(SQLModel, table=True):
+    """What one job reserved of its tenant's budgets; settled with the real cost or released, once."""
+
+    __tablename__ = "budget_reservations"
+
+    key: str = Field(primary_key=True, max_length=300)
+    """`{job_id}:{preflight number}`, derived by the workflow: a retried preflight reserves once."""
+    job_id: str = Field(index=True, max_length=255)
+    tenant_id: str = Field(max_length=64)
+    day: str = Field(max_length=10)
+    month: str = Field(max_length=10)
+    amount_usd: float
+    state: str = Field(default="reserved", max_length=16)
+    """`reserved`, `settled` or `released`."""
+    settled_usd: float | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+
+
+class AbuseModel(SQLModel, table=True):
+    """A tenant's trained abuse model (`domain.abuse`), replaced by each training run."""
+
+    __tablename__ = "abuse_models"
+
+    tenant_id: str = Field(primary_key=True, max_length=64)
+    trained_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
+    samples: int
+    model: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """The serialised model (`domain.abuse.model`)."""
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    """Feature names and the training scores' spread, to map a raw score to 0..1."""

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         ResolvedPrice,
     )
     from schemas.contracts import JOB_WORKFLOW_TYPE, EventType, call_activity_id, deployment_summary, event_key
+    from schemas.decisions import GuardrailOutcome, PolicyDecision
     from schemas.jobs import (
         JOB_REVISION,
         TERMINAL_STATUSES,
@@ -42,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         RepairOutput,
         Usage,
     )
+    from schemas.messages import ChatMessage
     from workflows.failures import CALL_FAILURES, attempts_spent, cancellable, job_error, unwrap
     from workflows.job_options import (
         LOCAL_ACTIVITY_RETRY,
@@ -68,6 +70,13 @@ class LLMJobWorkflow:
         self._repairs: list[RepairInput] = []
         """The repair Update waiting to be acted on; the validator lets at most one in at a time."""
         self._call_seq = 0
+        self._preflight_seq = 0
+        self._messages: list[ChatMessage] = input.messages
+        """What the job sends on: the input, or its redaction under the policy (the raw input stays only in the
+        start event)."""
+        self._params = input.params
+        self._budget_key: str | None = None
+        """The budget reservation still open: released if the job ends without an answer."""
         self._event_seq = 0
         self._pending_events: list[JobEvent] = []
         self._listed_status = workflow.info().typed_search_attributes.get(search_attrs.STATUS)
@@ -92,6 +101,8 @@ class LLMJobWorkflow:
                     if repair.action == "abort":
                         await self._fail(JobError(code=errors.ABORTED, message="aborted by a repair request"))
                     if repair.action == "reroute" and repair.model:
+                        if self._budget_key is not None:  # the new plan reserves anew
+                            await self._flush_events(release_budget=True)
                         self._state.model = repair.model
                         workflow.upsert_search_attributes([search_attrs.MODEL.value_set(repair.model)])
                         plan = await self._preflight(repair.model)
@@ -101,7 +112,7 @@ class LLMJobWorkflow:
             self._state.finished_at = workflow.now()
             self._set_status("cancelled")
             self._event("job.cancelled")
-            await self._flush_events()
+            await self._flush_events(release_budget=True)
             raise asyncio.CancelledError from err
 
     @workflow.query
@@ -121,6 +132,33 @@ class LLMJobWorkflow:
             raise ValueError("reroute needs a model")
 
     async def _preflight(self, model: str) -> PreflightOutput:
+        plan = await self._plan(model)
+        if plan.decision is not None and self._input.revision >= 4:
+            await self._apply(plan.decision, plan.budget_key)
+        return plan
+
+    async def _apply(self, decision: PolicyDecision, budget_key: str | None) -> None:
+        """Follow the policy's decision: record what fired, refuse, or go on with the redacted messages."""
+        self._guardrail_events(decision.guardrails)
+        if decision.abuse_action is not None:
+            self._event("abuse.flagged", score=decision.abuse_score, action=decision.abuse_action)
+        if decision.refusal is not None:
+            refusal = decision.refusal
+            kind: EventType = "budget.exceeded" if refusal.code == errors.BUDGET_EXCEEDED else "policy.refused"
+            self._event(kind, code=refusal.code, policy_version=decision.policy_version, **refusal.details)
+            await self._fail(JobError(code=refusal.code, message=refusal.message, details=refusal.details))
+        self._budget_key = budget_key
+        if decision.redacted_messages is not None:
+            self._messages = decision.redacted_messages
+        if decision.max_tokens is not None:
+            self._params = self._params.model_copy(update={"max_tokens": decision.max_tokens})
+
+    def _guardrail_events(self, outcomes: list[GuardrailOutcome]) -> None:
+        for outcome in outcomes:  # kinds and offsets, never the text that matched
+            self._event("guardrail.triggered", **outcome.model_dump(mode="json", exclude_none=True))
+
+    async def _plan(self, model: str) -> PreflightOutput:
+        self._preflight_seq += 1
         try:
             return await cancellable(
                 workflow.execute_local_activity_method(
@@ -133,6 +171,8 @@ class LLMJobWorkflow:
                         params=self._input.params,
                         messages=self._input.messages,
                         synchronous=self._input.synchronous,
+                        key_id=self._input.key_id,
+                        preflight_seq=self._preflight_seq,
                     ),
                     start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
                     retry_policy=LOCAL_ACTIVITY_RETRY,
@@ -148,7 +188,7 @@ class LLMJobWorkflow:
             self._call_seq += 1
             self._state.deployment = DeploymentRef(provider=deployment.provider, model=deployment.model)
             try:
-                output = await cancellable(self._call_model(deployment))
+                output = await cancellable(self._call_model(deployment, plan))
             except CALL_FAILURES as err:
                 cause, retry_state = unwrap(err)
                 self._state.attempts += attempts_spent(cause, retry_state, deployment.retry)
@@ -160,15 +200,16 @@ class LLMJobWorkflow:
             return deployment, output
         raise _Exhausted
 
-    async def _call_model(self, deployment: PlannedDeployment) -> CallModelOutput:
+    async def _call_model(self, deployment: PlannedDeployment, plan: PreflightOutput) -> CallModelOutput:
         call = CallModelInput(
             job_id=workflow.info().workflow_id,
             call_seq=self._call_seq,
             deployment=deployment,
-            messages=self._input.messages,
-            params=self._input.params,
+            messages=self._messages,
+            params=self._params,
             embedding=self._input.embedding,
             relay_url=self._input.relay_url,
+            output_rules=plan.output_rules,
         )
         options: dict[str, Any] = {
             "start_to_close_timeout": timedelta(seconds=deployment.timeout_s),
@@ -207,6 +248,10 @@ class LLMJobWorkflow:
         return repair
 
     async def _succeed(self, plan: PreflightOutput, deployment: PlannedDeployment, output: CallModelOutput) -> JobState:
+        if output.verdict is not None:
+            self._guardrail_events(output.verdict.guardrails)
+            if output.verdict.refusal is not None:
+                await self._refuse_answer(plan, deployment, output)
         succeeded = self._new_event(
             "job.succeeded",
             provider=deployment.provider,
@@ -226,6 +271,17 @@ class LLMJobWorkflow:
             answer=output.answer,
         )
         return self._finish(output.answer, output.usage, billed.cost_usd)
+
+    async def _refuse_answer(
+        self, plan: PreflightOutput, deployment: PlannedDeployment, output: CallModelOutput
+    ) -> NoReturn:
+        """An output guardrail refused the answer: the call was made and is billed (`failed_billed`), the job
+        fails with the guardrail's code, and the answer is not kept."""
+        assert output.verdict is not None and output.verdict.refusal is not None
+        refusal = output.verdict.refusal
+        refused = self._new_event("policy.refused", code=refusal.code, **refusal.details)
+        await self._postflight(plan, deployment, output.usage, refused, latency_ms=output.latency_ms, billed_only=True)
+        await self._fail(JobError(code=refusal.code, message=refusal.message, details=refusal.details))
 
     async def _answer_from_cache(self, plan: PreflightOutput, cached: CachedAnswer) -> JobState:
         """Preflight found an earlier answer to the same request of this tenant: no provider is called, the
@@ -261,8 +317,9 @@ class LLMJobWorkflow:
         latency_ms: float | None = None,
         answer: JobResult | None = None,
         cached: CachedAnswer | None = None,
+        billed_only: bool = False,
     ) -> PostflightOutput:
-        keeps_answer = plan.flags.get(RESPONSE_CACHE, False)
+        keeps_answer = plan.flags.get(RESPONSE_CACHE, False) and not billed_only
         signs_prompt = keeps_answer or plan.flags.get(SIMILARITY_LOGGING, True)
         # Written with the events still pending; they stay pending until it returns, so a job cancelled during
         # postflight still records them (but not `last_event`) with its cancellation.
@@ -278,23 +335,29 @@ class LLMJobWorkflow:
                     deployment=deployment,
                     usage=usage,
                     latency_ms=latency_ms,
-                    outcome="cache_hit" if cached else "success",
+                    outcome="cache_hit" if cached else "failed_billed" if billed_only else "success",
                     cached=cached,
                     flags=plan.flags,
                     kind=self._input.kind,
                     # Only what the flags in force need (a local activity's input is encoded and decoded
                     # in process, so each field is CPU on the answer's path): the prompt for similarity or the
                     # cache; its parameters and the answer for the cache.
-                    messages=self._input.messages if signs_prompt else [],
-                    params=self._input.params if keeps_answer else JobParams(),
+                    messages=self._messages if signs_prompt else [],
+                    params=self._params if keeps_answer else JobParams(),
                     answer=answer if keeps_answer else None,
                     events=[*self._pending_events, last_event],
+                    policy_version=plan.decision.policy_version if plan.decision else None,
+                    similarity_threshold=plan.similarity_threshold,
+                    cache_ttl_s=plan.cache_ttl_s,
+                    budget_key=self._budget_key,
+                    admitted_tokens=self._input.admitted_tokens,
                 ),
                 start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
                 retry_policy=LOCAL_ACTIVITY_RETRY,
             )
         )
         self._pending_events.clear()
+        self._budget_key = None  # settled
         return output
 
     def _finish(self, answer: JobResult, usage: Usage, cost_usd: float | None) -> JobState:
@@ -311,7 +374,7 @@ class LLMJobWorkflow:
         self._state.finished_at = workflow.now()
         self._set_status("failed")
         self._event("job.failed", code=error.code, message=error.message)
-        await self._flush_events()
+        await self._flush_events(release_budget=True)
         raise ApplicationError(
             error.message if cause is None else f"{error.message} (last error: {cause.code}: {cause.message})",
             self._state,
@@ -347,8 +410,11 @@ class LLMJobWorkflow:
         """Queue an event for the job's next bookkeeping write (postflight or `_flush_events`)."""
         self._pending_events.append(self._new_event(type, **data))
 
-    async def _flush_events(self) -> None:
-        if not self._pending_events:
+    async def _flush_events(self, *, release_budget: bool = False) -> None:
+        """`release_budget`: the job gives back its open reservation (it ends without an answer, or plans
+        anew); a job that parks keeps it, since a repair may still answer."""
+        release = release_budget and self._budget_key is not None
+        if not self._pending_events and not release:
             return
         await cancellable(
             workflow.execute_local_activity_method(
@@ -356,7 +422,9 @@ class LLMJobWorkflow:
                 RecordEventsInput(
                     job_id=workflow.info().workflow_id,
                     tenant_id=self._input.tenant_id,
+                    key_id=self._input.key_id,
                     events=list(self._pending_events),
+                    release_budget=release,
                 ),
                 start_to_close_timeout=LOCAL_ACTIVITY_TIMEOUT,
                 retry_policy=LOCAL_ACTIVITY_RETRY,
@@ -364,3 +432,5 @@ class LLMJobWorkflow:
         )
         # Only once written: a flush cut short by a cancel is written again with the cancellation.
         self._pending_events.clear()
+        if release:
+            self._budget_key = None

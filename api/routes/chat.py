@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from temporalio.client import Client
@@ -15,9 +15,11 @@ from api.auth import Principal
 from api.deps import AppDep, HubDep, RoutesDep, SettingsDep, TemporalDep, ViewerDep
 from api.errors import ApiError
 from api.job_answers import answer_or_error, wait_finished
+from api.rate_limits import admit
 from api.sse import StreamTarget, answer_events, first_news
 from api.stream_hub import StreamHub
 from client import job_client
+from domain.rate_limits import job_tokens
 from domain.routing import require_route
 from schemas.jobs import JobCreate, JobState
 from schemas.openai import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
@@ -46,6 +48,7 @@ async def chat_completions(
     settings: SettingsDep,
     routes: RoutesDep,
     hub: HubDep,
+    request: Request,
     response: Response,
 ) -> Any:
     require_route(routes, body.model, kind="chat", params=body, messages=body.messages)
@@ -55,8 +58,12 @@ async def chat_completions(
         )
     except ValidationError as err:  # OpenAI's schema allows what a job does not (e.g. 60 metadata keys)
         raise ApiError(422, "validation_error", describe(err.errors()[0])) from err
+    # What TPM was charged goes on the job: postflight settles the buckets with the real usage.
+    charged_tokens = await admit(request, response, principal, tokens=job_tokens(job_request))
+    # A streamed answer is a response of its own: FastAPI copies `response`'s headers only onto the ones it builds.
+    rate_headers = dict(response.headers)
     if body.stream and settings.stream_relay:
-        return await _stream_live(body, job_request, principal, temporal, settings, hub)
+        return await _stream_live(body, job_request, principal, temporal, settings, hub, rate_headers, charged_tokens)
     handle = await job_client.start_job(
         temporal,
         settings,
@@ -64,6 +71,7 @@ async def chat_completions(
         key_id=principal.key_id,
         request=job_request,
         synchronous=True,
+        admitted_tokens=charged_tokens,
     )
     state = await wait_finished(handle, body.model, settings.chat_timeout_s)
     result = answer_or_error(handle.id, state)
@@ -76,7 +84,7 @@ async def chat_completions(
         return StreamingResponse(
             answer_events(hub, StreamTarget(handle.id, body.model, created, include_usage), finished),
             media_type="text/event-stream",
-            headers={**headers, "Cache-Control": "no-cache"},
+            headers={**headers, **rate_headers, "Cache-Control": "no-cache"},
         )
     response.headers.update(headers)
     return ChatCompletion.of(handle.id, created, body.model, result, state.usage)
@@ -89,6 +97,8 @@ async def _stream_live(
     temporal: Client,
     settings: Settings,
     hub: StreamHub,
+    rate_headers: dict[str, str],
+    charged_tokens: int,
 ) -> StreamingResponse:
     """Start the job with this replica as its relay and answer with its chunks as the worker receives them.
 
@@ -107,6 +117,7 @@ async def _stream_live(
             job_id=job_id,
             relay_url=settings.relay_base_url,
             synchronous=True,
+            admitted_tokens=charged_tokens,
         )
         job = asyncio.ensure_future(job_client.finished_state(handle, body.model))
         await first_news(hub, job_id, job)
@@ -120,5 +131,5 @@ async def _stream_live(
     return StreamingResponse(
         answer_events(hub, target, job),
         media_type="text/event-stream",
-        headers={"X-Kintsugi-Job-Id": job_id, "Cache-Control": "no-cache"},
+        headers={"X-Kintsugi-Job-Id": job_id, **rate_headers, "Cache-Control": "no-cache"},
     )

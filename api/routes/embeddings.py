@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from api.deps import AppDep, RoutesDep, SettingsDep, TemporalDep
 from api.errors import ApiError
 from api.job_answers import answer_or_error, wait_finished
+from api.rate_limits import admit
 from client import job_client
+from domain.rate_limits import job_tokens
 from domain.routing import require_route
 from schemas import errors
 from schemas.embeddings import EmbeddingData, EmbeddingList, EmbeddingRequest, EmbeddingUsage, decode_vector
@@ -23,12 +25,21 @@ async def create_embeddings(
     temporal: TemporalDep,
     settings: SettingsDep,
     routes: RoutesDep,
+    http_request: Request,
     response: Response,
 ) -> EmbeddingList:
     require_route(routes, body.model, kind="embedding")
     request = JobCreate(model=body.model, kind="embedding", embedding=body.job_input())
+    # What TPM was charged goes on the job: postflight settles the buckets with the real usage.
+    charged_tokens = await admit(http_request, response, principal, tokens=job_tokens(request))
     handle = await job_client.start_job(
-        temporal, settings, tenant_id=principal.tenant_id, key_id=principal.key_id, request=request, synchronous=True
+        temporal,
+        settings,
+        tenant_id=principal.tenant_id,
+        key_id=principal.key_id,
+        request=request,
+        synchronous=True,
+        admitted_tokens=charged_tokens,
     )
     state = await wait_finished(handle, body.model, settings.chat_timeout_s)
     vectors = answer_or_error(handle.id, state).embeddings

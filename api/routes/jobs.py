@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from api.deps import AppDep, RoutesDep, SettingsDep, TemporalDep, ViewerDep
 from api.errors import ApiError
+from api.rate_limits import admit
 from client import job_client
+from domain.rate_limits import job_tokens
 from domain.routing import require_route
 from schemas.jobs import Job, JobCreate, JobList, JobStatus, RepairInput
 
@@ -32,16 +34,20 @@ async def submit_job(
     temporal: TemporalDep,
     settings: SettingsDep,
     routes: RoutesDep,
+    request: Request,
     response: Response,
     prefer: Annotated[str | None, Header()] = None,
 ) -> Job:
     require_route(routes, body.model, kind=body.kind, params=body.params, messages=body.messages)
     wait_s = prefer_wait(prefer, settings.max_wait_s)
+    # What TPM was charged goes on the job: postflight settles the buckets with the real usage.
+    charged_tokens = await admit(request, response, principal, tokens=job_tokens(body))
     handle = await job_client.start_job(
         temporal,
         settings,
         tenant_id=principal.tenant_id,
         key_id=principal.key_id,
+        admitted_tokens=charged_tokens,
         request=body,
         synchronous=wait_s is not None,
     )

@@ -28,6 +28,7 @@ class NavItem:
 NAVIGATION: tuple[NavItem, ...] = (
     NavItem("/ui/", "Dashboard"),
     NavItem("/ui/flags", "Flags"),
+    NavItem("/ui/policies", "Policies"),
 )
 """Only pages that exist; each page decides for itself which of its controls a role sees."""
 

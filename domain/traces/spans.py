@@ -183,6 +183,7 @@ class SpanBuilder:
         )
         if name == "call_model":
             self._last_call = span
+            span.attributes.update(_verdict(h.first_payload((attrs.get("details") or {}).get("result"))))
         if name == "preflight":
             self._last_deployment = None
             span.attributes.update(_decision(h.first_payload((attrs.get("details") or {}).get("result"))))
@@ -230,6 +231,8 @@ class SpanBuilder:
             return
         span.end_time, span.status = at, _ACTIVITY_CLOSES[h.event_type(event)]
         span.attributes.setdefault("attempts", 1)
+        if span.attributes.get("activity_type") == "call_model":
+            span.attributes.update(_verdict(h.first_payload(attrs.get("result"))))
         if failure := h.failure_info(attrs.get("failure")):
             span.attributes["last_failure"] = failure
         if attrs.get("retryState"):
@@ -287,15 +290,40 @@ class SpanBuilder:
 
 
 def _decision(plan: Any) -> dict[str, Any]:
-    """What a person needs of preflight's decision: the features the job ran without (flags off) and the cached
-    answer it reused instead of calling a provider."""
+    """What a person needs of preflight's decision: the features the job ran without (flags off), the cached
+    answer it reused instead of calling a provider, and what its policy decided and why."""
     if not isinstance(plan, dict):
         return {}
     found: dict[str, Any] = {}
     flags = plan.get("flags") or {}
-    if isinstance(flags, dict) and (skipped := sorted(key for key, on in flags.items() if on is False)):
-        found["skipped"] = skipped
+    skipped = sorted(key for key, on in flags.items() if on is False) if isinstance(flags, dict) else []
     cached = plan.get("cached")
     if isinstance(cached, dict):
         found["cache_hit"] = {key: cached.get(key) for key in ("job_id", "method", "score", "saved_usd")}
+    decision = plan.get("decision")
+    if isinstance(decision, dict):
+        skipped = sorted({*skipped, *(decision.get("skipped") or [])})
+        found["policy"] = {
+            "id": decision.get("policy_id"),
+            "version": decision.get("policy_version"),
+            "refusal": decision.get("refusal"),
+            "reasons": decision.get("reasons") or [],
+            "checked": decision.get("checked") or [],
+            "estimated_cost_usd": decision.get("estimated_cost_usd"),
+            "budget_reserved_usd": decision.get("budget_reserved_usd"),
+            "abuse_score": decision.get("abuse_score"),
+            "abuse_action": decision.get("abuse_action"),
+        }
+        if decision.get("guardrails"):
+            found["guardrails"] = decision["guardrails"]
+    if skipped:
+        found["skipped"] = skipped
     return found
+
+
+def _verdict(output: Any) -> dict[str, Any]:
+    """The output guardrails' verdict on a call's answer: what fired, and a refusal."""
+    verdict = output.get("verdict") if isinstance(output, dict) else None
+    if not isinstance(verdict, dict):
+        return {}
+    return {"output_guardrails": verdict.get("guardrails") or [], "output_refusal": verdict.get("refusal")}

@@ -9,10 +9,12 @@ import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from activities.abuse import AbuseScorer
 from activities.llm import LLMActivities
 from domain.flags import default_flags
 from schemas.routes import RoutesConfig
 from store.flag_cache import FlagCache
+from store.policy_cache import PolicyCache
 
 
 @pytest.fixture
@@ -42,4 +44,6 @@ def holder(
         similarity_threshold=0.9,
         cache_ttl_s=cache_ttl_s,
         cache_near_duplicate=0.95,
+        policies=PolicyCache(sessions, ttl_s=0),
+        abuse=AbuseScorer(sessions),
     )

@@ -72,7 +72,8 @@ async def test_list_shows_every_flag_with_its_default_and_status(http: httpx.Asy
     }
     assert flags["enable_response_cache"]["enabled"] is False
     assert flags["enable_langfuse_export"]["enabled"] is False  # no endpoint configured
-    assert flags["enable_policy_engine"]["built"] is False
+    assert flags["enable_policy_engine"]["built"] is True
+    assert flags["enable_self_healing"]["built"] is False
 
 
 async def test_platform_admin_sets_the_global_value_and_tenants_follow_it(http: httpx.AsyncClient) -> None:

@@ -49,6 +49,10 @@ def test_the_registry_holds_exactly_the_designed_flags() -> None:
         "track_model_costs",
         "enable_similarity_logging",
         "enable_response_cache",
+        "enable_policy_engine",
+        "enable_rate_limiting",
+        "enable_guardrails_ai",
+        "enable_abuse_detection",
     }
     assert GLOBAL == GLOBAL_SCOPE
 

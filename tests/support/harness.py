@@ -255,7 +255,14 @@ async def running_kintsugi(
         if run_worker:
             # In the API's process here, so it shares the API's flag cache: a flag a test sets through the API
             # is in force at once wherever its job runs (separate processes see it within the cache's TTL).
-            activities = build_activities(settings, engine, http_client, flags=app.state.flags)
+            activities = build_activities(
+                settings,
+                engine,
+                http_client,
+                flags=app.state.flags,
+                policies=app.state.policies,
+                rate_limiter=app.state.rate_limiter,
+            )
             await stack.enter_async_context(build_worker(temporal, settings, activities))
         api = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kintsugi", timeout=60)

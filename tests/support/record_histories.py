@@ -127,6 +127,45 @@ async def cache_hit(harness: Harness) -> str:
     return await chat(harness)
 
 
+async def _default_policy(harness: Harness, document: dict[str, Any]) -> None:
+    response = await harness.http.post(
+        "/v1/policies", json={"name": "recorded", "document": document, "default": True}, headers=harness.admin
+    )
+    response.raise_for_status()
+
+
+async def guarded(harness: Harness) -> str:
+    """A job under a policy that redacts the prompt's e-mail address and the answer's phone number, within a
+    budget (reserved in preflight, settled in postflight)."""
+    await _default_policy(
+        harness,
+        {
+            "budgets": {"daily_usd": 100},
+            "guardrails": {"input": {"pii": {"action": "redact"}}, "output": {"pii": {"action": "redact"}}},
+        },
+    )
+    harness.upstream.configure("gpt-4o-mini", content="Call +1 415 555 0132.")
+    body = {"model": "priced", "messages": [{"role": "user", "content": "Mail jane@example.com"}]}
+    response = await harness.submit(body, wait=5)
+    response.raise_for_status()
+    return await _finish(harness, str(response.json()["id"]))
+
+
+async def policy_refused(harness: Harness) -> str:
+    """A job its policy refuses in preflight: nothing is called."""
+    await _default_policy(harness, {"models": {"deny": ["primary"]}})
+    return await _finish(harness, await _submit(harness, "primary"))
+
+
+async def output_refused(harness: Harness) -> str:
+    """An answer the output guardrails refuse: billed, then the job fails."""
+    await _default_policy(harness, {"guardrails": {"output": {"json": {"action": "fail"}}}})
+    harness.upstream.configure(harness.model("a"), content="not json")
+    return await _finish(
+        harness, await _submit(harness, "primary", params={"response_format": {"type": "json_object"}})
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     "success": success,
     "chat": chat,
@@ -139,6 +178,9 @@ SCENARIOS: dict[str, Scenario] = {
     "non_retryable": non_retryable,
     "cancelled": cancelled,
     "cache_hit": cache_hit,
+    "guarded": guarded,
+    "policy_refused": policy_refused,
+    "output_refused": output_refused,
 }
 
 

@@ -40,6 +40,7 @@ from schemas.calls import (
     RecordEventsInput,
     ResolvedPrice,
 )
+from schemas.decisions import OutputVerdict, PolicyDecision
 from schemas.failures import CallFailureDetails, read_details
 from schemas.jobs import JOB_REVISION, ChatMessage, JobInput, JobResult, JobState, JobStatus, OnExhausted, Usage
 from schemas.routes import CallMode, RetryConfig
@@ -126,6 +127,14 @@ class FakeActivities:
     """What preflight says the job's flags are."""
     cached: CachedAnswer | None = None
     """A response-cache hit preflight finds (every job of the test)."""
+    decision: PolicyDecision | None = None
+    """The policy's decision preflight hands the job (every job of the test)."""
+    budget_key: str | None = None
+    """The budget reservation preflight says it made."""
+    verdict: OutputVerdict | None = None
+    """The output guardrails' verdict every successful call reports."""
+    recorded: list[RecordEventsInput] = field(default_factory=list)
+    """Every `record_events` input (with whether it released the job's budget)."""
 
     preflights: list[PreflightInput] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
@@ -158,7 +167,9 @@ class FakeActivities:
         plan = self.routes.get(input.model)
         if plan is None:
             raise ApplicationError(f"no route for model {input.model!r}", type=errors.UNKNOWN_MODEL, non_retryable=True)
-        return PreflightOutput(deployments=plan, flags=self.flags, cached=self.cached)
+        return PreflightOutput(
+            deployments=plan, flags=self.flags, cached=self.cached, decision=self.decision, budget_key=self.budget_key
+        )
 
     @activity.defn(name="call_model")
     async def call_model(self, input: CallModelInput) -> CallModelOutput:
@@ -178,7 +189,11 @@ class FakeActivities:
                 type=upstream.code,
             )
         return CallModelOutput(
-            answer=JobResult.from_text(upstream.content), usage=USAGE, latency_ms=5.0, attempt=info.attempt
+            answer=JobResult.from_text(upstream.content),
+            usage=USAGE,
+            latency_ms=5.0,
+            attempt=info.attempt,
+            verdict=self.verdict,
         )
 
     @activity.defn(name="postflight")
@@ -191,6 +206,7 @@ class FakeActivities:
 
     @activity.defn(name="record_events")
     async def record_events(self, input: RecordEventsInput) -> None:
+        self.recorded.append(input)
         self._write(input.events)
 
 

@@ -1,0 +1,1 @@
+"""The policy engine: what a tenant's policy decides about a request, as a pure function (`evaluate`)."""
