@@ -15,7 +15,7 @@ import openai
 import pytest
 from sqlmodel import select
 
-from store.models import BudgetReservation, ModelCostLog
+from store.models import BudgetReservation, ModelCostLog, RateLimitBucket
 from store.queries import DEFAULT_TENANT_ID
 from tests.support.harness import Harness
 from tests.support.sdk import openai_sdk
@@ -251,3 +251,23 @@ async def test_an_abuse_score_over_the_flag_threshold_is_an_event_and_in_the_tra
     assert "abuse.flagged" not in await kintsugi.event_types(unscored["id"])
     [unscored_preflight] = _spans(await _trace(kintsugi, unscored["id"]), "preflight")
     assert "enable_abuse_detection" in unscored_preflight["attributes"]["skipped"]
+
+
+async def test_tpm_charged_at_admission_is_settled_with_the_real_usage(kintsugi_db: Harness) -> None:
+    kintsugi = kintsugi_db
+    await _policy(kintsugi, {"rate": {"tenant_tpm": 100_000}})
+    kintsugi.upstream.configure(kintsugi.model("a"))
+    body = {"model": "primary", "messages": [{"role": "user", "content": "hi"}], "params": {"max_tokens": 20_000}}
+
+    response = await kintsugi.submit(body, wait=20)
+    job = response.json()
+
+    assert job["status"] == "succeeded", job
+    # Admission charged the prompt and all 20,000 tokens it may write; postflight gave back what it did not use.
+    charged_remaining = int(response.headers["x-ratelimit-remaining"])
+    assert charged_remaining < 100_000 - 20_000
+    async with kintsugi.app.state.sessions() as session:
+        bucket = await session.get(RateLimitBucket, f"tpm:tenant:{DEFAULT_TENANT_ID}")
+    assert bucket is not None
+    used = job["usage"]["input_tokens"] + job["usage"]["output_tokens"]
+    assert bucket.tokens == pytest.approx(100_000 - used, abs=60)  # plus what refilled meanwhile, capped
