@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from activities.abuse import AbuseScorer
 from activities.guardrails_ai import check_input_ai, check_output_ai
 from domain.flags import ABUSE_DETECTION, GUARDRAILS
-from domain.guardrails.checks import has_rules
+from domain.guardrails.checks import has_rules, wants_json
 from domain.policy.evaluate import (
     PolicyRequest,
     PolicyUsage,
@@ -101,14 +101,14 @@ async def check_answer(
 ) -> tuple[JobResult, OutputVerdict]:
     """The output guardrails on each choice's text: the answer with what `redact` rules found replaced, and
     the verdict (a `block`, or invalid JSON under `json: fail`, refuses the answer)."""
-    wants_json = params.response_format is not None and params.response_format.type in ("json_object", "json_schema")
+    json_asked = wants_json(params.response_format)
     verdict = OutputVerdict()
     choices = list(answer.choices)
     for index, choice in enumerate(choices):
         content = choice.message.content
         if not isinstance(content, str):
             continue
-        result = await check_output_ai(content, rules, wants_json=wants_json)
+        result = await check_output_ai(content, rules, wants_json=json_asked)
         verdict.checked = sorted({*verdict.checked, *result.checked})
         verdict.guardrails.extend(result.outcomes)
         if result.text is not None:
