@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
@@ -48,6 +48,8 @@ RoutesDep = Annotated[RoutesConfig, Depends(get_routes)]
 HubDep = Annotated[StreamHub, Depends(get_hub)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+TenantQuery = Annotated[str | None, Query(min_length=1, max_length=64)]
+"""`?tenant_id=`: the tenant a request names (checked by `api.auth.tenant_in_scope`); omitted, the caller's own."""
 
 
 async def get_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:

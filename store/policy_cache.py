@@ -72,8 +72,7 @@ class PolicyCache:
         if key_id is not None:
             bound = snapshot.bindings.get(key_id)
             if bound is not None and bound in snapshot.policies:
-                policy = snapshot.policies[bound]
-                return policy
+                return snapshot.policies[bound]
         return snapshot.defaults.get(tenant_id, BUILT_IN)
 
     async def get(self, policy_id: str) -> ActivePolicy | None:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.auth import tenant_in_scope
-from api.deps import SessionDep, ViewerDep
+from api.deps import SessionDep, TenantQuery, ViewerDep
 from api.errors import ApiError
 from schemas.costs import CostGroupBy, CostReport
 from store import queries
@@ -25,7 +25,7 @@ async def get_costs(
     group_by: CostGroupBy = "day",
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
-    tenant_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    tenant_id: TenantQuery = None,
 ) -> CostReport:
     """The tenant's spend from `from` (inclusive) to `to` (exclusive), ISO 8601 dates or datetimes (UTC unless
     they name an offset); by default the 30 days up to now. Rows without a key id (the environment's admin

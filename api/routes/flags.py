@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.auth import Principal, tenant_in_scope
-from api.deps import AdminDep, SessionDep, ViewerDep
+from api.deps import AdminDep, SessionDep, TenantQuery, ViewerDep
 from domain.flags import FlagValue, flag_spec, global_value, resolve_flags
 from schemas.audit import Actor
 from schemas.flags import FlagList, FlagPublic, FlagUpdate
@@ -30,7 +30,6 @@ async def get_flag_cache(request: Request) -> FlagCache:
 
 
 FlagCacheDep = Annotated[FlagCache, Depends(get_flag_cache)]
-TenantQuery = Annotated[str | None, Query(min_length=1, max_length=64)]
 
 
 def _public(value: FlagValue) -> FlagPublic:

@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import State
 
 from api.auth import Principal, tenant_in_scope
-from api.deps import AdminDep, SessionDep, ViewerDep
+from api.deps import AdminDep, SessionDep, TenantQuery, ViewerDep
 from api.errors import ApiError
 from domain.errors import InvalidCursor
 from domain.pagination import decode_cursor, encode_cursor
@@ -45,8 +45,6 @@ from store.queries import policies as policy_queries
 from store.queries.budgets import budget_usage
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
-
-TenantQuery = Annotated[str | None, Query(min_length=1, max_length=64)]
 
 
 def public(policy: Policy) -> PolicyPublic:
