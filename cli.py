@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +25,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(jobs_app, name="jobs")
 
 ADMIN_KEY_ENV = "KINTSUGI_ADMIN_API_KEY"
+CODEC_KEY_ENV = "KINTSUGI_CODEC_KEY"
 
 
 def _settings() -> Settings:
@@ -47,14 +50,32 @@ def _ensure_admin_key(settings: Settings) -> str:
     """KINTSUGI_ADMIN_API_KEY if set; else (dev only) one generated once and kept in <data_dir>/admin_key."""
     if os.environ.get(ADMIN_KEY_ENV):
         return settings.admin_api_key
-    path = _admin_key_file(settings)
+    return _kept_secret(_admin_key_file(settings), lambda: "ks_admin_" + secrets.token_urlsafe(24))
+
+
+def _ensure_codec_key(settings: Settings) -> str:
+    """KINTSUGI_CODEC_KEY if set; else one generated once and kept in <data_dir>/codec_key: the history of a
+    second `up` on the same data dir stays readable."""
+    if os.environ.get(CODEC_KEY_ENV):
+        return settings.codec_key
+    return _kept_secret(settings.data_dir / "codec_key", lambda: base64.b64encode(secrets.token_bytes(32)).decode())
+
+
+def _kept_secret(path: Path, generate: Callable[[], str]) -> str:
+    """The secret in `path`, or a new one written there readable by this user only."""
     if path.exists():
         return path.read_text().strip()
-    key = "ks_admin_" + secrets.token_urlsafe(24)
+    secret = generate()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
-    return key
+        f.write(secret + "\n")
+    return secret
+
+
+def codec_endpoint(api_url: str) -> str:
+    """The codec the Temporal UI is preset with: under /ui, where the browser sends the platform admin's UI
+    session (the UI cannot send a bearer key; see `api.routes.codec`)."""
+    return f"{api_url}/ui/codec"
 
 
 def _known_admin_key(settings: Settings) -> str:
@@ -78,6 +99,7 @@ def dev_server(
         ui_port=None if headless else settings.ui_port,
         db_file=None if memory else settings.data_dir / "temporal.db",
         namespace=settings.temporal_namespace,
+        codec_endpoint=codec_endpoint(f"http://127.0.0.1:{settings.api_port}") if settings.codec_key else None,
     )
     typer.echo(f"temporal dev server on 127.0.0.1:{settings.temporal_port}", err=True)
     sys.stdout.flush()
@@ -138,11 +160,13 @@ def up() -> None:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     admin_key = _ensure_admin_key(settings)
+    codec_key = _ensure_codec_key(settings)
     temporal_address = f"127.0.0.1:{settings.temporal_port}"
     env = {
         **os.environ,
         "KINTSUGI_DATA_DIR": str(data_dir),
         "KINTSUGI_ADMIN_API_KEY": admin_key,
+        CODEC_KEY_ENV: codec_key,
         "KINTSUGI_TEMPORAL_ADDRESS": temporal_address,
         "KINTSUGI_ROUTES_FILE": str(settings.routes_file.resolve()),
         "PYTHONUNBUFFERED": "1",
@@ -173,6 +197,7 @@ def up() -> None:
             namespace=settings.temporal_namespace,
             env=env,
             check=check,
+            codec_endpoint=codec_endpoint(api_url) if codec_key else None,
         )
         write_pids()
         upgrade(child_settings.effective_database_url)

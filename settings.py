@@ -22,7 +22,8 @@ DEV_ADMIN_KEY = "kintsugi-dev-admin-key"
 class Settings(BaseSettings):
     """Every knob of the API and the worker. Secrets live here, never in workflow inputs."""
 
-    model_config = SettingsConfigDict(env_prefix="KINTSUGI_", extra="ignore")
+    # An error names the setting, never its value: the values include secrets (keys), and errors reach logs.
+    model_config = SettingsConfigDict(env_prefix="KINTSUGI_", extra="ignore", hide_input_in_errors=True)
 
     env: Literal["dev", "test", "prod"] = "dev"
     """Outside `dev` a missing or placeholder admin key stops start-up."""
@@ -84,6 +85,27 @@ class Settings(BaseSettings):
     """Keep rate-limit buckets in this Redis (`redis://host:6379/0`) instead of the app database: for many API
     replicas at high request rates."""
 
+    temporal_ui_url: str = ""
+    """Where operators open the Temporal UI (trace pages link each job there); empty means
+    `http://127.0.0.1:<ui_port>`, the dev server's."""
+    codec_key: str = ""
+    """32 random bytes, base64 (`openssl rand -base64 32`): workflow payloads (prompts, answers) are encrypted
+    with AES-GCM before they reach Temporal. Required in prod; `make up` generates one in the data dir."""
+    codec_previous_keys: str = ""
+    """Comma-separated earlier codec keys: payloads they encrypted still decode after a rotation."""
+    codec_cors_origins: str = ""
+    """Comma-separated origins allowed to call `/codec/*` from a browser; empty means the Temporal UI's."""
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """Where `kintsugi worker` serves Prometheus metrics (its jobs and the Temporal SDK's); 0 turns it off."""
+    rudderstack_data_plane_url: str = ""
+    """The warehouse sink: RudderStack's data plane (events go to `<url>/v1/batch`); empty: no warehouse export."""
+    rudderstack_write_key: str = ""
+    """The RudderStack source's write key (HTTP basic auth user)."""
+    export_batch_size: int = Field(default=200, gt=0, le=5000)
+    """The export workflow sends a sink at most this many events at once, and as soon as this many wait."""
+    export_max_age_s: float = Field(default=2.0, gt=0)
+    """...or once the oldest waiting event is this old: how long an event may wait for a fuller batch."""
+
     @model_validator(mode="after")
     def _refuse_placeholder_admin_key(self) -> Settings:
         if self.env != "dev" and self.admin_api_key in ("", DEV_ADMIN_KEY):
@@ -91,6 +113,36 @@ class Settings(BaseSettings):
                 "KINTSUGI_ADMIN_API_KEY must be set to a secret outside dev (KINTSUGI_ENV=dev allows the default)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _require_codec_key_outside_dev(self) -> Settings:
+        # `test` is the suite's own environment: its tests choose whether a codec key is set.
+        if self.env == "prod" and not self.codec_key:
+            raise ValueError(
+                "KINTSUGI_CODEC_KEY must be set outside dev (32 random bytes, base64: `openssl rand -base64 32`), "
+                "so prompts in Temporal's history are encrypted"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _codec_keys_are_keys(self) -> Settings:
+        # A bad key would otherwise surface only at the first payload a worker or the API encodes.
+        previous = [key for key in self.codec_previous_keys.split(",") if key.strip()]
+        if not self.codec_key and not previous:
+            return self
+        from client.codec import InvalidCodecKey, decode_key  # only when a key is set: it loads temporalio
+
+        named = [("KINTSUGI_CODEC_KEY", self.codec_key)] + [("KINTSUGI_CODEC_PREVIOUS_KEYS", key) for key in previous]
+        for name, text in named:
+            try:
+                decode_key(text)
+            except InvalidCodecKey as err:
+                raise ValueError(f"{name}: {err}") from None
+        return self
+
+    @property
+    def temporal_ui_base_url(self) -> str:
+        return (self.temporal_ui_url or f"http://127.0.0.1:{self.ui_port}").rstrip("/")
 
     @property
     def effective_database_url(self) -> str:

@@ -18,17 +18,23 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.abuse import AbuseScorer, AbuseTrainingActivities
+from activities.exports.outbox import ExportActivities
+from activities.exports.registry import build_sinks, close_sinks, exporter_http
 from activities.llm import LLMActivities
 from client.connect import connect
+from ops.metrics import serve_metrics
+from ops.telemetry import instrument_upstream, start_tracing
+from ops.temporal_metrics import metrics_runtime
 from settings import Settings
 from store.engine import create_engine, session_factory
 from store.flag_cache import FlagCache, environment_flag_defaults
 from store.policy_cache import PolicyCache
 from store.rate_limits import RateLimiter, build_rate_limiter
 from workflows.abuse_training import AbuseTrainingWorkflow, ensure_abuse_training_schedule
+from workflows.export import ExportWorkflow, ensure_export_workflows
 from workflows.llm_job import LLMJobWorkflow
 
-WORKFLOWS = [LLMJobWorkflow, AbuseTrainingWorkflow]
+WORKFLOWS = [LLMJobWorkflow, AbuseTrainingWorkflow, ExportWorkflow]
 """Every worker on the task queue registers every workflow, so a workflow task can land on any of them."""
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=8)
@@ -77,11 +83,13 @@ def build_worker(
     *,
     in_api: bool = False,
     abuse: AbuseTrainingActivities | None = None,
+    exports: ExportActivities | None = None,
 ) -> Worker:
     """The worker of `kintsugi worker`, or with `in_api` the API process's own (`api_worker`).
 
     `abuse`: the abuse training's activities, which `kintsugi worker` runs; a worker without them (the API's,
     which takes no remote activities) still runs the training workflow's tasks.
+    `exports`: the export workflows' activity, likewise only on `kintsugi worker`.
     """
     runner = SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
     return Worker(
@@ -98,6 +106,7 @@ def build_worker(
             activities.postflight,
             activities.record_events,
             *((abuse.tenants_with_history, abuse.train_tenant) if abuse is not None else ()),
+            *((exports.export_batch,) if exports is not None else ()),
         ],
         max_concurrent_activities=200,
         max_concurrent_local_activities=200,
@@ -111,8 +120,11 @@ def build_worker(
 
 
 def upstream_http() -> httpx.AsyncClient:
-    """The HTTP client of upstream calls. Temporal owns retries: it makes exactly one request per attempt."""
-    return httpx.AsyncClient(limits=httpx.Limits(max_connections=500, max_keepalive_connections=100))
+    """The HTTP client of upstream calls. Temporal owns retries: it makes exactly one request per attempt.
+    With tracing on, each request is a span and carries its `traceparent` to the provider."""
+    return instrument_upstream(
+        httpx.AsyncClient(limits=httpx.Limits(max_connections=500, max_keepalive_connections=100))
+    )
 
 
 @contextlib.asynccontextmanager
@@ -146,7 +158,10 @@ async def api_worker(
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or SIGINT/SIGTERM); in-flight activities get a graceful shutdown."""
     stop = stop or asyncio.Event()
-    client = await connect(settings)
+    start_tracing("kintsugi-worker")
+    # One port for our metrics and the SDK's: its runtime records into the registry this port serves.
+    stop_metrics = serve_metrics(settings.worker_metrics_port)
+    client = await connect(settings, runtime=metrics_runtime() if stop_metrics is not None else None)
     engine = create_engine(settings.effective_database_url)
     rate_limiter = build_rate_limiter(settings, session_factory(engine))
     try:
@@ -156,10 +171,20 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         except RPCError as err:
             # Jobs matter more than the hourly training: run them, and say what the server answered.
             log.error("the abuse training schedule could not be ensured: %s", err)
-        async with upstream_http() as http:
-            abuse = AbuseTrainingActivities(session_factory(engine))
-            activities = build_activities(settings, engine, http, rate_limiter=rate_limiter)
-            worker = build_worker(client, settings, activities, abuse=abuse)
+        async with upstream_http() as http, exporter_http() as export_http, contextlib.AsyncExitStack() as stack:
+            sessions = session_factory(engine)
+            abuse = AbuseTrainingActivities(sessions)
+            flags = FlagCache(sessions, defaults=environment_flag_defaults(), ttl_s=settings.flag_cache_ttl_s)
+            activities = build_activities(settings, engine, http, flags=flags, rate_limiter=rate_limiter)
+            # The sinks whose endpoint is configured here; each gets its export workflow (one per namespace).
+            sinks = build_sinks(settings, export_http, temporal=client, sessions=sessions)
+            stack.callback(close_sinks, sinks)
+            exports = ExportActivities(sessions, flags=flags, sinks=sinks)
+            try:
+                await ensure_export_workflows(client, settings, [sink.name for sink in exports.sinks])
+            except RPCError as err:
+                log.error("the export workflows could not be ensured: %s", err)
+            worker = build_worker(client, settings, activities, abuse=abuse, exports=exports)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -168,6 +193,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
                 await stop.wait()
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         await rate_limiter.aclose()
         await engine.dispose()
 

@@ -12,6 +12,7 @@ from domain.cache_keys import cacheable, request_fingerprint
 from domain.flags import RESPONSE_CACHE, SIMILARITY_LOGGING, TRACK_MODEL_COSTS
 from domain.pricing import cost_usd
 from domain.similarity import prompt_print, prompt_text
+from ops.metrics import COUNTED_EVENTS, WrittenFacts
 from schemas.calls import CachedAnswer, JobEvent, PostflightInput, PreflightInput
 from schemas.contracts import cost_key
 from schemas.jobs import JobResult, Usage
@@ -53,9 +54,16 @@ async def cached_answer(
 
 
 async def record_postflight(
-    session: AsyncSession, input: PostflightInput, *, similarity_threshold: float, cache_ttl_s: float, now: datetime
+    session: AsyncSession,
+    input: PostflightInput,
+    *,
+    similarity_threshold: float,
+    cache_ttl_s: float,
+    now: datetime,
+    written: WrittenFacts | None = None,
 ) -> float | None:
-    """Write the job's bookkeeping; returns its cost (None: unpriced).
+    """Write the job's bookkeeping; returns its cost (None: unpriced). `written` collects the rows it wrote, for
+    the metrics to count once the transaction commits.
 
     The cost row is the first write: its key (job and call number, the same for a provider's answer and a
     cache hit) says whether a run of this job already did all this — a retried activity, or the job run again after its
@@ -82,8 +90,18 @@ async def record_postflight(
         match = await queries.match_prompt(
             session, job_id=input.job_id, tenant_id=input.tenant_id, print_=print_, threshold=similarity_threshold
         )
-    if flags.get(TRACK_MODEL_COSTS, True) and not await queries.insert_cost_log(session, **_cost_row(input, cost, now)):
-        return cost
+    if flags.get(TRACK_MODEL_COSTS, True):
+        row = _cost_row(input, cost, now)
+        if not await queries.insert_cost_log(session, **row):
+            return cost
+        if written is not None:
+            written.add_cost(
+                provider=row["provider"],
+                model=row["model"],
+                cost_usd=cost,
+                input_tokens=row["input_tokens"],
+                output_tokens=row["output_tokens"],
+            )
     if print_ is not None:
         # The cache finds near-identical prompts through their signatures, so a kept answer's prompt is signed
         # even when similarity logging is off (then without a similarity row).
@@ -113,7 +131,9 @@ async def record_postflight(
             created_at=now,
             expires_at=now + timedelta(seconds=cache_ttl_s),
         )
-    await queries.insert_events(session, event_rows(input.job_id, input.tenant_id, input.key_id, input.events))
+    await write_events(
+        session, input.job_id, input.tenant_id, input.key_id, input.events, route=input.route, written=written
+    )
     return cost
 
 
@@ -153,6 +173,41 @@ def _cost_row(input: PostflightInput, cost: float | None, now: datetime) -> dict
         "policy_version": input.policy_version,
         "created_at": now,
     }
+
+
+async def write_events(
+    session: AsyncSession,
+    job_id: str,
+    tenant_id: str,
+    key_id: str | None,
+    events: list[JobEvent],
+    *,
+    route: str | None,
+    written: WrittenFacts | None,
+) -> None:
+    """Append the job's events to the outbox (once each, by key), and tell `written` those newly written.
+
+    `route`: the job's model alias; None looks it up (its `job.started` event) when a counted event needs it.
+    """
+    rows = event_rows(job_id, tenant_id, key_id, events)
+    count = await queries.insert_events(session, rows)
+    # All or none, in practice: a retried write finds them all there. A batch only partly there (a workflow task
+    # run again after the server refused its completion, taking another path) is not counted, since the insert
+    # does not say which rows were new: the counters then fall short of the database by those rows, never over.
+    if written is None or not rows or count != len(rows) or not any(e.type in COUNTED_EVENTS for e in events):
+        return
+    written.add_events(route or await _route_of(session, job_id, tenant_id, events), ((e.type, e.data) for e in events))
+
+
+async def _route_of(session: AsyncSession, job_id: str, tenant_id: str, events: list[JobEvent]) -> str:
+    """The model alias the job was started on, from its `job.started` event (this batch's, or an earlier one:
+    a job that parked wrote it then). Off the hot path: postflight knows its route."""
+    started = [e.data for e in events if e.type == "job.started"]
+    if not started:
+        started = [
+            row.payload for row in await queries.events_for_job(session, job_id, tenant_id) if row.type == "job.started"
+        ]
+    return str(started[0].get("model", "")) if started else ""
 
 
 def event_rows(job_id: str, tenant_id: str, key_id: str | None, events: list[JobEvent]) -> list[dict[str, object]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.abuse import AbuseScorer
-from activities.bookkeeping import JOB_FLAGS, cached_answer, event_rows, record_postflight
+from activities.bookkeeping import JOB_FLAGS, cached_answer, record_postflight, write_events
 from activities.policy_gate import PolicyGate, check_answer
 from activities.providers import call_provider
 from activities.relay import Relay
@@ -24,6 +25,7 @@ from domain.flags import GUARDRAILS, POLICY_ENGINE, RESPONSE_CACHE
 from domain.guardrails.checks import has_rules
 from domain.policy.evaluate import in_regions
 from domain.routing import plan_route
+from ops.metrics import UPSTREAM_RETRIES, UPSTREAM_SECONDS, WrittenFacts
 from schemas.calls import (
     CallModelInput,
     CallModelOutput,
@@ -36,7 +38,6 @@ from schemas.calls import (
 from schemas.decisions import PolicyDecision
 from schemas.failures import CallFailureDetails
 from schemas.routes import RoutesConfig
-from store import queries
 from store.flag_cache import FlagCache
 from store.policy_cache import PolicyCache
 from store.queries import budgets
@@ -151,6 +152,10 @@ class LLMActivities:
         attempt = info.attempt
         relay = self._relay(input, attempt)
         completed = False
+        deployment = input.deployment
+        if attempt > 1:
+            UPSTREAM_RETRIES.labels(deployment.provider, deployment.model).inc()
+        started = time.perf_counter()
         try:
             async with _heartbeating(info.heartbeat_timeout):
                 output = await call_provider(
@@ -162,10 +167,14 @@ class LLMActivities:
                     on_chunk=relay.send if relay else None,
                 )
             completed = True
+            UPSTREAM_SECONDS.labels(deployment.provider, deployment.model, "ok").observe(time.perf_counter() - started)
             if input.output_rules is not None:
                 answer, verdict = await check_answer(output.answer, input.output_rules, input.params)
                 output = output.model_copy(update={"answer": answer, "verdict": verdict})
         except ApplicationError as err:
+            if not completed:  # the upstream's failure, not the output guardrails'
+                elapsed = time.perf_counter() - started
+                UPSTREAM_SECONDS.labels(deployment.provider, deployment.model, "error").observe(elapsed)
             # History keeps only the last attempt's failure; carrying the attempt number lets the job
             # report how many calls a deployment took.
             raise ApplicationError(
@@ -199,6 +208,7 @@ class LLMActivities:
         """The job's bookkeeping, in one transaction and once (`record_postflight`): the cost row, the prompt's
         similarity, the answer for the response cache and the pending events."""
         now = datetime.now(UTC)
+        written = WrittenFacts()
         async with self._writes, self._sessions() as session, session.begin():
             cost = await record_postflight(
                 session,
@@ -206,9 +216,11 @@ class LLMActivities:
                 similarity_threshold=input.similarity_threshold or self._similarity_threshold,
                 cache_ttl_s=input.cache_ttl_s or self._cache_ttl_s,
                 now=now,
+                written=written,
             )
             if input.budget_key is not None:
                 await budgets.settle(session, key=input.budget_key, cost_usd=cost)
+        written.count()
         if input.admitted_tokens is not None and self._rate_limiter is not None:
             await self._settle_tokens(input)
         return PostflightOutput(cost_usd=cost)
@@ -229,10 +241,14 @@ class LLMActivities:
     @activity.defn
     async def record_events(self, input: RecordEventsInput) -> None:
         """Lifecycle events of a job that parks, fails or is cancelled (postflight writes the others)."""
+        written = WrittenFacts()
         async with self._writes, self._sessions() as session, session.begin():
-            await queries.insert_events(session, event_rows(input.job_id, input.tenant_id, input.key_id, input.events))
+            await write_events(
+                session, input.job_id, input.tenant_id, input.key_id, input.events, route=None, written=written
+            )
             if input.release_budget:
                 await budgets.release(session, job_id=input.job_id)
+        written.count()
 
 
 @contextlib.asynccontextmanager

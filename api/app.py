@@ -10,12 +10,18 @@ from fastapi import FastAPI
 
 from api.body_limit import BodyLimitMiddleware
 from api.errors import install_error_handlers
+from api.metrics_middleware import MetricsMiddleware
 from api.routes import admin, chat, costs, embeddings, health, jobs, streams, traces
 from api.routes import audit as audit_routes
+from api.routes import codec as codec_routes
+from api.routes import events as event_routes
 from api.routes import flags as flag_routes
+from api.routes import metrics as metrics_routes
 from api.routes import policies as policy_routes
+from api.routes import reports as report_routes
 from api.stream_hub import StreamHub
 from api.ui.routes import install_ui
+from ops.telemetry import instrument_app, start_tracing
 from settings import Settings
 from store.engine import create_engine, session_factory
 from store.flag_cache import FlagCache, environment_flag_defaults
@@ -60,6 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # The relay streams a whole answer as one body; it is authenticated by its token, not size-limited.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt_prefix="/internal/relay/")
+    app.add_middleware(MetricsMiddleware)  # outermost: a body refused above is counted too
+    app.include_router(metrics_routes.router)
+    # Tracing when OTEL_* configures it (nothing at all otherwise); the process's worker shares the provider.
+    instrument_app(app, start_tracing("kintsugi-api"))
     install_error_handlers(app)
     for module in (health, jobs, traces, streams, chat, embeddings, admin, costs):
         app.include_router(module.router)
@@ -67,4 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(flag_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(policy_routes.router)
+    app.include_router(report_routes.router)
+    app.include_router(event_routes.router)
+    app.include_router(codec_routes.router)  # the Temporal codec server (`/codec/*`), with its own CORS
     return app

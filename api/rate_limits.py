@@ -22,20 +22,25 @@ from domain.rate_limits import (
     refusal_message,
     tpm_charged,
 )
+from ops.metrics import JOBS_SUBMITTED, RATE_LIMIT_REFUSALS
 from store.policy_cache import PolicyCache
 from store.rate_limits import RateLimiter, RateLimiterUnavailable
 
 RATE_LIMITED = "rate_limited"
 RATE_LIMITER_UNAVAILABLE = "rate_limiter_unavailable"
+ACCEPTED = "accepted"
+"""The outcome of an admitted job in `kintsugi_jobs_submitted` (the others: the refusal's error code)."""
 log = logging.getLogger("kintsugi.api")
 
 
-async def admit(request: Request, response: Response, principal: Principal, *, tokens: int) -> int:
-    """Charge the request to its key's and tenant's buckets, or refuse it.
+async def admit(request: Request, response: Response, principal: Principal, *, route: str, tokens: int) -> int:
+    """Charge the request to its key's and tenant's buckets, or refuse it; either way counted in
+    `kintsugi_jobs_submitted` (jobs and chat and embeddings all pass here).
 
     Call it after the request is validated (a 4xx must not consume quota) and right before the job starts.
 
     Args:
+        route: the model alias asked for, already checked to be one (`require_route`): a metric label.
         tokens: the request's estimated TPM cost (`domain.rate_limits.chat_tokens` or `embedding_tokens`).
 
     Returns:
@@ -51,6 +56,7 @@ async def admit(request: Request, response: Response, principal: Principal, *, t
     policy = await policies.for_key(principal.tenant_id, principal.key_id)
     rules = bucket_rules(policy.document.rate, tenant_id=principal.tenant_id, key_id=principal.key_id)
     if not rules or RATE_LIMITING not in await state.flags.enabled(principal.tenant_id):
+        JOBS_SUBMITTED.labels(route, ACCEPTED).inc()
         return 0
     limiter: RateLimiter = state.rate_limiter
     checks = bucket_checks(rules, tokens)
@@ -60,13 +66,17 @@ async def admit(request: Request, response: Response, principal: Principal, *, t
         # Closed, not open: admitting without limits while the store is down would let any key flood the
         # providers; a 503 tells the caller to come back, as a database outage does.
         log.warning("rate limiter unavailable: %s", err)
+        JOBS_SUBMITTED.labels(route, RATE_LIMITER_UNAVAILABLE).inc()
         raise ApiError(503, RATE_LIMITER_UNAVAILABLE, "the rate limiter is unavailable") from err
     headers = rate_limit_headers(admission)
     refused = admission.refused
     if refused is not None:
         rule = refused.check.rule
+        JOBS_SUBMITTED.labels(route, RATE_LIMITED).inc()
+        RATE_LIMIT_REFUSALS.labels(rule.kind, rule.scope).inc()
         raise ApiError(
             429, RATE_LIMITED, refusal_message(refused), {"limit": rule.kind, "scope": rule.scope}, headers=headers
         )
     response.headers.update(headers)
+    JOBS_SUBMITTED.labels(route, ACCEPTED).inc()
     return tpm_charged(checks)

@@ -17,7 +17,10 @@ In one run, against the fake upstream (`tests.support.fake_upstream`) at 0 ms an
                      cannot (no network), the system is skipped with the reason and the rest goes on;
 - kintsugi:          Kintsugi's API process + worker process, its provider on the default call path;
 - kintsugi-activity: the same with `call: activity` (the path for long calls, on the shared worker pool);
-- kintsugi-cache:    the default with the response cache on: the bench's repeated prompt is answered from it.
+- kintsugi-cache:    the default with the response cache on: the bench's repeated prompt is answered from it;
+- kintsugi-exports:  the default with every exporter on (warehouse, Langfuse, OTLP job traces from the outbox, live
+                     OpenTelemetry) against a local receiver (`bench.sinks`), and the payload codec encrypting
+                     history: the plain job's cost of "exports on".
 
 Baseline, floor and Kintsugi each get a fresh Temporal dev server, started with Kintsugi's flags and state in a
 file (like `make up`), so the server's CPU-seconds per 1,000 jobs are attributable. The table, the target

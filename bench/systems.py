@@ -25,9 +25,19 @@ HOST = "127.0.0.1"
 UPSTREAM_MODEL = "bench-model"
 ADMIN_KEY = "bench-admin-key-0123456789"
 KINTSUGI_ID_HEADER = "X-Kintsugi-Job-Id"
-KINTSUGI_SYSTEMS: dict[str, str | None] = {"kintsugi": None, "kintsugi-activity": "activity", "kintsugi-cache": None}
+KINTSUGI_SYSTEMS: dict[str, str | None] = {
+    "kintsugi": None,
+    "kintsugi-activity": "activity",
+    "kintsugi-cache": None,
+    "kintsugi-exports": None,
+}
 """The `call:` of the upstream provider per Kintsugi system: none (Kintsugi's default: the hot path), and
 `activity` (the path for long calls, on the shared worker pool)."""
+EXPORTING_SYSTEMS = frozenset({"kintsugi-exports"})
+"""Systems run with every exporter configured against a local receiver (`bench.sinks`): the warehouse, Langfuse
+and the OTLP trace export from the outbox, live OpenTelemetry tracing, and the payload codec."""
+BENCH_CODEC_KEY = "YmVuY2gtY29kZWMta2V5LTMyLWJ5dGVzLWxvbmchISE="
+"""32 bytes, base64: the bench's payload codec key (a fixed one: nothing secret is benchmarked)."""
 KINTSUGI_FLAGS: dict[str, dict[str, bool]] = {"kintsugi-cache": {"enable_response_cache": True}}
 """Flags a Kintsugi system turns on (globally, through `PUT /v1/flags`) before its load: `kintsugi-cache` answers
 the bench's one repeated prompt from the response cache after its first call."""
@@ -159,7 +169,8 @@ def app_target(
         app = floor_app(group, server.address, upstream.url, queue)
     else:
         call = KINTSUGI_SYSTEMS[system]
-        app = kintsugi_app(group, workdir, server.address, upstream.url, queue, database_url, call)
+        extra_env = exporter_env(start_sinks(group, queue)) if system in EXPORTING_SYSTEMS else None
+        app = kintsugi_app(group, workdir, server.address, upstream.url, queue, database_url, call, extra_env)
         body, id_header = chat_body("bench"), KINTSUGI_ID_HEADER
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with app as running:
@@ -169,6 +180,29 @@ def app_target(
         workers = {"worker": running.worker} if running.worker is not None else {}
         meters = {"server": server.child, **workers, "api": running.api, "upstream": upstream.child}
         yield Target(system, f"{running.url}/v1/chat/completions", body, headers, id_header, meters)
+
+
+def start_sinks(group: ProcessGroup, name: str) -> str:
+    """The exporters' stand-in (`bench.sinks`) for one system's run; returns its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.sinks", "--host", HOST, "--port", str(port)]
+    child = group.start(f"sinks-{name}", command, env=base_env())
+    url = f"http://{HOST}:{port}"
+    wait_ready(f"{url}/counts", child, timeout_s=30)
+    return url
+
+
+def exporter_env(sinks_url: str) -> dict[str, str]:
+    """Every exporter on, each pointed at the stand-in: what "exports on" means for the bench."""
+    return {
+        "KINTSUGI_RUDDERSTACK_DATA_PLANE_URL": sinks_url,
+        "KINTSUGI_RUDDERSTACK_WRITE_KEY": "bench-write-key",
+        "LANGFUSE_BASE_URL": sinks_url,
+        "LANGFUSE_PUBLIC_KEY": "pk-lf-bench",
+        "LANGFUSE_SECRET_KEY": "sk-lf-bench",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": sinks_url,
+        "KINTSUGI_CODEC_KEY": BENCH_CODEC_KEY,
+    }
 
 
 def bench_env(address: str, upstream_url: str, task_queue: str) -> dict[str, str]:
@@ -201,6 +235,7 @@ def kintsugi_app(
     task_queue: str,
     database_url: str,
     call: str | None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[App]:
     routes_file = workdir / f"routes-{task_queue}.yaml"
     routes_file.write_text(routes_yaml(upstream_url, call))
@@ -213,6 +248,7 @@ def kintsugi_app(
         "KINTSUGI_TEMPORAL_ADDRESS": address,
         "KINTSUGI_TASK_QUEUE": task_queue,
         "KINTSUGI_ROUTES_FILE": str(routes_file),
+        **(extra_env or {}),
     }
     with _worker_and_api(group, "kintsugi", ["-m", "worker"], "api.app:create_app", "/readyz", env) as app:
         yield app

@@ -14,6 +14,7 @@ from typing import Any
 
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
@@ -29,6 +30,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.codec import decode_history
 from domain.errors import InvalidCursor, JobFinished, JobInputTooLarge, JobNotFound, JobNotParked
 from domain.job_view import (
     in_workflow_task,
@@ -171,9 +173,12 @@ async def wait_for_job(handle: JobHandle, timeout_s: float) -> bool:
 
 
 async def job_history(handle: JobHandle) -> dict[str, Any]:
-    """The job's workflow history as JSON (`temporal workflow show -o json`), which traces are built from."""
-    history = await handle.fetch_history()
-    return history.to_json_dict()
+    """The job's workflow history as JSON (`temporal workflow show -o json`), which traces are built from, with
+    the payloads the codec encrypted decrypted (Temporal returns history as it stores it)."""
+    history = (await handle.fetch_history()).to_json_dict()
+    # The handle keeps the client that made it private; its codec is the one that wrote this history.
+    codec = handle._client.data_converter.payload_codec
+    return history if codec is None else await decode_history(history, codec)
 
 
 async def finished_state(handle: JobHandle, model: str) -> JobState:
@@ -225,6 +230,14 @@ async def list_jobs(
     cursor: str | None,
 ) -> JobList:
     query = visibility_query(tenant_id, status=status, model=model)
+    executions, next_cursor = await list_page(client, query, limit=limit, cursor=cursor)
+    return JobList(data=[job_summary(execution) for execution in executions], next_cursor=next_cursor)
+
+
+async def list_page(
+    client: Client, query: str, *, limit: int, cursor: str | None
+) -> tuple[list[WorkflowExecution], str | None]:
+    """One page of the executions a visibility query matches, and the cursor of the next (None: the last)."""
     iterator = client.list_workflows(query, page_size=limit, next_page_token=decode_cursor(cursor))
     try:
         await iterator.fetch_next_page()
@@ -232,8 +245,7 @@ async def list_jobs(
         if err.status == RPCStatusCode.INVALID_ARGUMENT:  # a well-formed token the server does not know
             raise InvalidCursor from err
         raise
-    data = [job_summary(execution) for execution in iterator.current_page or []]
-    return JobList(data=data, next_cursor=encode_cursor(iterator.next_page_token))
+    return list(iterator.current_page or []), encode_cursor(iterator.next_page_token)
 
 
 async def _state(handle: JobHandle, description: WorkflowExecutionDescription, ask_worker: bool) -> JobState:

@@ -52,8 +52,10 @@ def dev_server_command(
     namespace: str = "default",
     ip: str = HOST,
     log_level: str = "error",
+    codec_endpoint: str | None = None,
 ) -> list[str]:
-    """`ui_port=None` runs headless; `db_file=None` keeps state in memory."""
+    """`ui_port=None` runs headless; `db_file=None` keeps state in memory. `codec_endpoint` presets the UI's
+    Data Encoder (Kintsugi's `/ui/codec`), so the UI shows encrypted payloads decoded."""
     command = [
         temporal_binary(),
         "server",
@@ -68,6 +70,8 @@ def dev_server_command(
         log_level,
     ]
     command += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
+    if ui_port is not None and codec_endpoint is not None:
+        command += ["--ui-codec-endpoint", codec_endpoint]
     for key in search_attributes.ALL:
         command += ["--search-attribute", f"{key.name}=Keyword"]
     for value in LOW_LATENCY_CONFIG:
@@ -96,6 +100,7 @@ def start_dev_server(
     env: dict[str, str] | None = None,
     check: Callable[[], None] | None = None,
     timeout_s: float = READY_TIMEOUT_S,
+    codec_endpoint: str | None = None,
 ) -> DevServer:
     """Start a dev server in `group` and return once it serves `namespace`.
 
@@ -103,7 +108,9 @@ def start_dev_server(
     passes one that raises on Ctrl-C). On a failure the server stays in `group`, whose owner stops it.
     """
     port = free_port() if port is None else port
-    command = dev_server_command(port=port, ui_port=ui_port, db_file=db_file, namespace=namespace)
+    command = dev_server_command(
+        port=port, ui_port=ui_port, db_file=db_file, namespace=namespace, codec_endpoint=codec_endpoint
+    )
     child = group.start("temporal", command, env=env)
 
     def alive() -> None:

@@ -9,8 +9,18 @@ from pydantic import BaseModel
 
 from schemas.jobs import JobStatus
 
-SpanKind = Literal["workflow", "local_activity", "activity", "reroute", "park", "update", "timer", "cancel"]
+SpanKind = Literal[
+    "workflow", "child_workflow", "local_activity", "activity", "reroute", "park", "update", "timer", "cancel"
+]
 SpanStatus = Literal["ok", "error", "running", "cancelled"]
+
+
+class SpanEvent(BaseModel):
+    """A moment within a span: an attempt that failed, a guardrail's decision, a cache hit."""
+
+    name: str
+    time: datetime
+    attributes: dict[str, Any] = {}
 
 
 class Span(BaseModel):
@@ -24,11 +34,14 @@ class Span(BaseModel):
     """None while the span is still open (a running job, a pending activity)."""
     status: SpanStatus
     attributes: dict[str, Any] = {}
+    events: list[SpanEvent] = []
     children: list[Span] = []
 
 
 class Trace(BaseModel):
     job_id: str
+    tenant_id: str | None = None
+    """Set by the loader, which knows whose job it read; a history alone does not say."""
     status: JobStatus
     root: Span
     cost_usd: float = 0.0
@@ -37,6 +50,40 @@ class Trace(BaseModel):
     """Calls whose deployment has no known price: not in `cost_usd`."""
     saved_usd: float = 0.0
     """What a response-cache hit saved (the preflight span's `cache_hit` names the answer reused)."""
+
+
+class TraceSummary(BaseModel):
+    """One row of `GET /v1/traces`, read from Temporal's visibility store alone."""
+
+    job_id: str
+    tenant_id: str
+    status: JobStatus
+    model: str
+    started_at: datetime
+    closed_at: datetime | None = None
+    duration_ms: int | None = None
+    """None while the job runs."""
+
+
+class TraceList(BaseModel):
+    data: list[TraceSummary]
+    next_cursor: str | None = None
+
+
+class PendingActivity(BaseModel):
+    """What the server's `describe()` knows of an activity still running or waiting for its next attempt."""
+
+    activity_id: str
+    activity_type: str
+    state: str
+    """`scheduled` (waiting for a worker or a retry), `started`, `cancel_requested`, `paused`."""
+    attempt: int
+    maximum_attempts: int | None = None
+    """None: unlimited."""
+    last_started_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    last_failure: dict[str, Any] | None = None
+    """`{message, type}` of the attempt that failed last."""
 
 
 class BilledCall(BaseModel):

@@ -129,7 +129,8 @@ class ModelCostLog(SQLModel, table=True):
 
 
 class EventLog(SQLModel, table=True):
-    """Outbox of events for the warehouse; `exported_at` is set once the export workflow has sent a row."""
+    """The outbox: every lifecycle event, once. Each sink (`schemas.exports.SinkName`) has its own delivery
+    column, set by the export workflow once that sink accepted the row (or the row was not for it)."""
 
     __tablename__ = "event_logs"
 
@@ -142,9 +143,18 @@ class EventLog(SQLModel, table=True):
     type: str = Field(index=True, max_length=100)
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_tz_column())
-    exported_at: datetime | None = Field(default=None, sa_column=_tz_column(nullable=True))
+    warehouse_exported_at: datetime | None = Field(default=None, sa_column=_tz_column(nullable=True))
+    langfuse_exported_at: datetime | None = Field(default=None, sa_column=_tz_column(nullable=True))
+    otlp_exported_at: datetime | None = Field(default=None, sa_column=_tz_column(nullable=True))
 
-    __table_args__ = (Index("ix_event_logs_tenant_key_created", "tenant_id", "key_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_event_logs_tenant_key_created", "tenant_id", "key_id", "created_at"),
+        Index("ix_event_logs_tenant_created", "tenant_id", "created_at"),
+        # The export workflow's query: a sink's pending rows, oldest first.
+        Index("ix_event_logs_pending_warehouse", "warehouse_exported_at", "id"),
+        Index("ix_event_logs_pending_langfuse", "langfuse_exported_at", "id"),
+        Index("ix_event_logs_pending_otlp", "otlp_exported_at", "id"),
+    )
 
 
 class PromptSignature(SQLModel, table=True):

@@ -59,7 +59,7 @@ async def chat_completions(
     except ValidationError as err:  # OpenAI's schema allows what a job does not (e.g. 60 metadata keys)
         raise ApiError(422, "validation_error", describe(err.errors()[0])) from err
     # What TPM was charged goes on the job: postflight settles the buckets with the real usage.
-    charged_tokens = await admit(request, response, principal, tokens=job_tokens(job_request))
+    charged_tokens = await admit(request, response, principal, route=body.model, tokens=job_tokens(job_request))
     # A streamed answer is a response of its own: FastAPI copies `response`'s headers only onto the ones it builds.
     rate_headers = dict(response.headers)
     if body.stream and settings.stream_relay:

@@ -31,7 +31,7 @@ async def create_embeddings(
     require_route(routes, body.model, kind="embedding")
     request = JobCreate(model=body.model, kind="embedding", embedding=body.job_input())
     # What TPM was charged goes on the job: postflight settles the buckets with the real usage.
-    charged_tokens = await admit(http_request, response, principal, tokens=job_tokens(request))
+    charged_tokens = await admit(http_request, response, principal, route=body.model, tokens=job_tokens(request))
     handle = await job_client.start_job(
         temporal,
         settings,

@@ -41,7 +41,7 @@ async def submit_job(
     require_route(routes, body.model, kind=body.kind, params=body.params, messages=body.messages)
     wait_s = prefer_wait(prefer, settings.max_wait_s)
     # What TPM was charged goes on the job: postflight settles the buckets with the real usage.
-    charged_tokens = await admit(request, response, principal, tokens=job_tokens(body))
+    charged_tokens = await admit(request, response, principal, route=body.model, tokens=job_tokens(body))
     handle = await job_client.start_job(
         temporal,
         settings,

@@ -27,6 +27,7 @@ class NavItem:
 
 NAVIGATION: tuple[NavItem, ...] = (
     NavItem("/ui/", "Dashboard"),
+    NavItem("/ui/jobs", "Jobs"),
     NavItem("/ui/flags", "Flags"),
     NavItem("/ui/policies", "Policies"),
 )

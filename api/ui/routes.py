@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api.ui import dashboard, flags, login, policies
+from api.ui import dashboard, flags, jobs, login, policies, traces
 from api.ui.auth import LoginRequired, UiError, current_user
 from api.ui.rendering import STATIC_DIR, create_templates, render
 
@@ -17,7 +17,7 @@ def install_ui(app: FastAPI) -> None:
     app.state.ui_templates = create_templates()
     # Served without a session: the login page needs its stylesheet too. Nothing under static is private.
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
-    for module in (login, dashboard, flags, policies):
+    for module in (login, dashboard, flags, policies, jobs, traces):
         app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)

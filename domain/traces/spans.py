@@ -3,7 +3,13 @@
 Spans open and close on events in history order. A call_model activity gets its deployment and call
 sequence from its (pydantic JSON) input; a change of deployment within one route plan is a reroute span; a
 park span lasts from the `parked` status upsert to the next status, and holds the timer and the repair
-Update that happened while the job waited.
+Update that happened while the job waited; a child workflow is a span from its initiation to its close
+(`build_trace` fills it from the child's own history).
+
+Span names say what happened at a glance (DESIGN.md, "Telemetry and exports"): `call <provider>/<model>`,
+`reroute <from> → <to>`, `park`, `repair <action>`. Code that looks for a kind of span matches on `kind` and
+`activity_type`, never on a name. What happened at a moment within a span — an attempt's end, a guardrail's
+decision, a cache hit — is one of its `events`; the attributes keep the same facts for code that reads them.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from domain.traces import history as h
 from schemas import search_attributes as search_attrs
 from schemas.contracts import call_seq_of_activity_id, deployment_summary, parse_deployment_summary
 from schemas.jobs import JobStatus
-from schemas.traces import Span, SpanKind, SpanStatus
+from schemas.traces import Span, SpanEvent, SpanKind, SpanStatus
 
 _CLOSES: dict[str, tuple[SpanStatus, JobStatus]] = {
     "WORKFLOW_EXECUTION_COMPLETED": ("ok", "succeeded"),
@@ -32,6 +38,14 @@ _ACTIVITY_CLOSES: dict[str, SpanStatus] = {
     "ACTIVITY_TASK_TIMED_OUT": "error",
     "ACTIVITY_TASK_CANCELED": "cancelled",
 }
+_CHILD_CLOSES: dict[str, SpanStatus] = {
+    "CHILD_WORKFLOW_EXECUTION_COMPLETED": "ok",
+    "CHILD_WORKFLOW_EXECUTION_FAILED": "error",
+    "CHILD_WORKFLOW_EXECUTION_TIMED_OUT": "error",
+    "CHILD_WORKFLOW_EXECUTION_TERMINATED": "error",
+    "CHILD_WORKFLOW_EXECUTION_CANCELED": "cancelled",
+    "START_CHILD_WORKFLOW_EXECUTION_FAILED": "error",
+}
 _PARK_ENDS: dict[str, SpanStatus] = {"failed": "error", "cancelled": "cancelled"}
 """How a park ended, by the job status that followed it; a repair (back to running) is `ok`."""
 _LOCAL_ACTIVITY_MARKER = "core_local_activity"
@@ -46,6 +60,7 @@ class SpanBuilder:
         self._activities: dict[str, Span] = {}
         self._timers: dict[str, Span] = {}
         self._updates: dict[str, Span] = {}
+        self._children: dict[str, Span] = {}
         self._park: Span | None = None
         self._cancel: Span | None = None
         self._last_call: Span | None = None
@@ -63,6 +78,9 @@ class SpanBuilder:
             "WORKFLOW_EXECUTION_UPDATE_ACCEPTED": self._update_accepted,
             "WORKFLOW_EXECUTION_UPDATE_COMPLETED": self._update_completed,
             "WORKFLOW_EXECUTION_CANCEL_REQUESTED": self._cancel_requested,
+            "START_CHILD_WORKFLOW_EXECUTION_INITIATED": self._child_initiated,
+            "CHILD_WORKFLOW_EXECUTION_STARTED": self._child_started,
+            **{name: self._child_closed for name in _CHILD_CLOSES},
             **{name: self._activity_closed for name in _ACTIVITY_CLOSES},
             **{name: self._closed for name in _CLOSES},
         }
@@ -149,7 +167,7 @@ class SpanBuilder:
             self._park = None
         elif self._park is None and status == "parked":
             last_call = self._last_call.attributes if self._last_call is not None else {}
-            self._park = self._span(event, "parked", "park", at, last_failure=last_call.get("last_failure"))
+            self._park = self._span(event, "park", "park", at, last_failure=last_call.get("last_failure"))
             self._last_deployment = None
 
     def _marker(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
@@ -157,6 +175,8 @@ class SpanBuilder:
             return
         data = h.first_payload((attrs.get("details") or {}).get("data"))
         data = data if isinstance(data, dict) else {}
+        # A marker with a `backoff` ends attempts that outlasted a workflow task: a timer waits that long, then
+        # the activity is scheduled again and records a marker of its own.
         # `complete_time` is not a clock reading (the task's start plus the last attempt's run time): the
         # activity ended by the marker's time as `event_times` gives it.
         completed = at
@@ -171,7 +191,7 @@ class SpanBuilder:
             self._enter_deployment(event, min(scheduled, completed), provider, model)
         span = self._span(
             event,
-            name,
+            _call_name(fields) if name == "call_model" else name,
             "local_activity",
             min(scheduled, completed),
             end=completed,
@@ -179,14 +199,17 @@ class SpanBuilder:
             activity_type=name,
             attempts=data.get("attempt"),
             last_failure=failure,
+            backoff=data.get("backoff"),
             **fields,
         )
+        span.events.extend(_attempt_ended(span))
+        result = h.first_payload((attrs.get("details") or {}).get("result"))
         if name == "call_model":
             self._last_call = span
-            span.attributes.update(_verdict(h.first_payload((attrs.get("details") or {}).get("result"))))
+            _add_verdict(span, result)
         if name == "preflight":
             self._last_deployment = None
-            span.attributes.update(_decision(h.first_payload((attrs.get("details") or {}).get("result"))))
+            _add_decision(span, result)
 
     def _activity_scheduled(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
         name = (attrs.get("activityType") or {}).get("name", "")
@@ -198,7 +221,8 @@ class SpanBuilder:
                 provider=deployment.get("provider"), model=deployment.get("model"), call_seq=call.get("call_seq")
             )
             self._enter_deployment(event, at, str(fields["provider"]), str(fields["model"]))
-        span = self._span(event, name, "activity", at, summary=h.summary(event), **fields)
+        span_name = _call_name(fields) if name == "call_model" else name
+        span = self._span(event, span_name, "activity", at, summary=h.summary(event), **fields)
         self._activities[span.span_id] = span
         self._last_call = span
 
@@ -208,7 +232,7 @@ class SpanBuilder:
         if self._last_deployment is not None and here != self._last_deployment:
             self._span(
                 event,
-                "reroute",
+                f"reroute {deployment_summary(*self._last_deployment)} → {deployment_summary(*here)}",
                 "reroute",
                 at,
                 status="ok",
@@ -221,9 +245,14 @@ class SpanBuilder:
     def _activity_started(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
         span = self._activities.get(str(attrs.get("scheduledEventId")))
         if span is not None:
-            span.attributes["attempts"] = attrs.get("attempt", 1)
-            if failure := h.failure_info(attrs.get("lastFailure")):
+            attempt = attrs.get("attempt", 1)
+            span.attributes["attempts"] = attempt
+            failure = h.failure_info(attrs.get("lastFailure"))
+            if failure:
                 span.attributes["last_failure"] = failure
+            if attempt > 1:  # the server records a retried activity's start once, for its last attempt
+                fields = {"attempt": attempt, "previous_failure": failure}
+                span.events.append(_event(f"attempt {attempt} started", at, **fields))
 
     def _activity_closed(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
         span = self._activities.pop(str(attrs.get("scheduledEventId")), None)
@@ -232,18 +261,19 @@ class SpanBuilder:
         span.end_time, span.status = at, _ACTIVITY_CLOSES[h.event_type(event)]
         span.attributes.setdefault("attempts", 1)
         if span.attributes.get("activity_type") == "call_model":
-            span.attributes.update(_verdict(h.first_payload(attrs.get("result"))))
+            _add_verdict(span, h.first_payload(attrs.get("result")))
         if failure := h.failure_info(attrs.get("failure")):
             span.attributes["last_failure"] = failure
         if attrs.get("retryState"):
             span.attributes["retry_state"] = h.enum_name(attrs["retryState"], "RETRY_STATE_")
+        span.events.extend(_attempt_ended(span))
 
     def _timer_started(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
         label = h.summary(event)
         timer_id = str(attrs.get("timerId"))
         self._timers[timer_id] = self._span(
             event,
-            label or f"timer {timer_id}",
+            f"timer {label or timer_id}",
             "timer",
             at,
             parent=self._park,
@@ -264,11 +294,12 @@ class SpanBuilder:
         update_id = str((request.get("meta") or {}).get("updateId") or attrs.get("protocolInstanceId"))
         update_input = request.get("input") or {}
         args = h.first_payload(update_input.get("args"))
-        span = self._span(
-            event, str(update_input.get("name", "update")), "update", at, parent=self._park, update_id=update_id
-        )
+        name = str(update_input.get("name", "update"))
+        span = self._span(event, name, "update", at, parent=self._park, update_id=update_id, update_name=name)
         if isinstance(args, dict):  # the repair's action and model
             span.attributes.update({k: v for k, v in args.items() if isinstance(v, str | int | float)})
+            if name == "repair" and args.get("action"):
+                span.name = f"repair {args['action']}"
         self._updates[update_id] = span
 
     def _update_completed(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
@@ -287,6 +318,113 @@ class SpanBuilder:
     def _cancel_requested(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
         if self._cancel is None:
             self._cancel = self._span(event, "cancel requested", "cancel", at, reason=attrs.get("cause") or None)
+
+    def _child_initiated(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
+        workflow_type = (attrs.get("workflowType") or {}).get("name", "")
+        self._children[str(event.get("eventId"))] = self._span(
+            event,
+            workflow_type or "child workflow",
+            "child_workflow",
+            at,
+            workflow_type=workflow_type,
+            workflow_id=attrs.get("workflowId"),
+            task_queue=(attrs.get("taskQueue") or {}).get("name"),
+        )
+
+    def _child_started(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
+        span = self._children.get(str(attrs.get("initiatedEventId")))
+        if span is not None:
+            span.attributes["run_id"] = (attrs.get("workflowExecution") or {}).get("runId")
+
+    def _child_closed(self, event: dict[str, Any], attrs: dict[str, Any], at: datetime) -> None:
+        span = self._children.pop(str(attrs.get("initiatedEventId")), None)
+        if span is None:
+            return
+        span.end_time, span.status = at, _CHILD_CLOSES[h.event_type(event)]
+        if failure := h.failure_info(attrs.get("failure")):
+            span.attributes["failure"] = failure
+        if attrs.get("cause"):  # the child could not start (its workflow id is taken)
+            span.attributes["failure"] = {
+                "message": h.enum_name(attrs["cause"], "START_CHILD_WORKFLOW_EXECUTION_FAILED_CAUSE_"),
+                "type": "start_failed",
+            }
+        if attrs.get("retryState"):
+            span.attributes["retry_state"] = h.enum_name(attrs["retryState"], "RETRY_STATE_")
+
+
+def _call_name(fields: dict[str, Any]) -> str:
+    """`call <provider>/<model>`: which deployment the call tried."""
+    return f"call {deployment_summary(str(fields.get('provider') or '?'), str(fields.get('model') or '?'))}"
+
+
+def _event(name: str, at: datetime, **attributes: Any) -> SpanEvent:
+    return SpanEvent(name=name, time=at, attributes={k: v for k, v in attributes.items() if v is not None})
+
+
+def _attempt_ended(span: Span) -> list[SpanEvent]:
+    """How the last attempt of a retried or failed activity ended, at the span's end: history records when
+    the last attempt ran, not when the earlier ones did, so they are counted (`failed_attempts`), not placed."""
+    attempt = span.attributes.get("attempts") or 1
+    if span.end_time is None or (attempt == 1 and span.status == "ok"):
+        return []
+    failure = span.attributes.get("last_failure") if span.status == "error" else None
+    outcome = {"ok": "succeeded", "error": "failed", "cancelled": "cancelled"}.get(span.status, span.status)
+    return [
+        _event(
+            f"attempt {attempt} {outcome}",
+            span.end_time,
+            attempt=attempt,
+            failed_attempts=attempt - 1 if span.status == "ok" else attempt,
+            failure=failure,
+            retry_state=span.attributes.get("retry_state"),
+        )
+    ]
+
+
+def _add_decision(span: Span, plan: Any) -> None:
+    """Preflight's decision as attributes, and its moments — a cache hit, a policy's refusal, a guardrail that
+    fired on the input — as events at the preflight's end, when the decision was made."""
+    found = _decision(plan)
+    span.attributes.update(found)
+    at = span.end_time or span.start_time
+    if cache_hit := found.get("cache_hit"):
+        span.events.append(_event("cache hit", at, **cache_hit))
+    policy = found.get("policy") or {}
+    if policy.get("abuse_action"):
+        span.events.append(_event(f"abuse {policy['abuse_action']}", at, score=policy.get("abuse_score")))
+    if policy.get("refusal"):
+        span.events.append(
+            _event(
+                "policy refused", at, policy_id=policy.get("id"), refusal=policy["refusal"], reasons=policy["reasons"]
+            )
+        )
+    span.events.extend(_guardrail_event(decision, at) for decision in found.get("guardrails") or [])
+
+
+def _add_verdict(span: Span, output: Any) -> None:
+    """The output guardrails' verdict as attributes, and each guardrail that fired as an event at the call's end."""
+    found = _verdict(output)
+    span.attributes.update(found)
+    at = span.end_time or span.start_time
+    span.events.extend(_guardrail_event(decision, at) for decision in found.get("output_guardrails") or [])
+    if found.get("output_refusal"):
+        span.events.append(_event("output refused", at, refusal=found["output_refusal"]))
+
+
+def _guardrail_event(decision: Any, at: datetime) -> SpanEvent:
+    """`guardrail <name> <action>` (e.g. `guardrail pii redact`), with what it found (kinds, never the text)."""
+    if not isinstance(decision, dict):
+        return _event("guardrail", at)
+    return _event(
+        f"guardrail {decision.get('guardrail')} {decision.get('action')}",
+        at,
+        guardrail=decision.get("guardrail"),
+        stage=decision.get("stage"),
+        action=decision.get("action"),
+        kinds=decision.get("kinds") or None,
+        findings=len(decision.get("findings") or []),
+        score=decision.get("score"),
+    )
 
 
 def _decision(plan: Any) -> dict[str, Any]:

@@ -273,7 +273,7 @@ async def test_every_navigation_link_is_a_page_that_exists(kintsugi_db: Harness)
         assert nav
         links = re.findall(r'href="([^"]+)"', nav.group(1))
 
-        assert links == ["/ui/", "/ui/flags", "/ui/policies"]
+        assert links == ["/ui/", "/ui/jobs", "/ui/flags", "/ui/policies"]
         for link in links:
             linked = await client.get(link)
             assert linked.status_code == 200, link

@@ -60,8 +60,9 @@ def test_the_floor_overhead_is_reported_beside_the_targets_and_not_held_to_one()
         _phase("direct", 0, 1, jobs_per_s=500, p50_ms=2.0, server_cpu_s=0.0),
         _phase("floor", 0, 1, jobs_per_s=150, p50_ms=6.5, server_cpu_s=0.5),
     ]
-    (note,) = reported(phases)
+    note, exports = reported(phases)
     assert note.value == 4.5
+    assert exports.figure == "not measured"
     assert note.line == (
         "  INFO  floor: p50 overhead over direct, concurrency 1, 0 ms upstream: +4.5 ms "
         "(Temporal's own cost of one durable call here)"
@@ -76,3 +77,13 @@ def test_a_system_without_a_worker_process_shows_a_dash_for_the_worker() -> None
     columns = floor_line.split()
     srv_cpu, wrk_cpu, api_cpu = columns[-5:-2]
     assert (srv_cpu, wrk_cpu, api_cpu) == ("5.0", "-", "10.0")
+
+
+def test_the_cost_of_exports_on_is_reported_against_the_plain_job() -> None:
+    phases = [
+        _phase("kintsugi", 0, 10, jobs_per_s=50, p50_ms=20.0, server_cpu_s=1.0),
+        _phase("kintsugi-exports", 0, 10, jobs_per_s=46, p50_ms=22.0, server_cpu_s=1.1),
+    ]
+    exports = reported(phases)[1]
+    assert exports.value == 46 / 50
+    assert "kintsugi-exports: throughput vs kintsugi, concurrency 10" in exports.line

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
-from bench.systems import KINTSUGI_FLAGS, KINTSUGI_SYSTEMS, routes_yaml
-from domain.flags import SPECS
+from bench.systems import EXPORTING_SYSTEMS, KINTSUGI_FLAGS, KINTSUGI_SYSTEMS, exporter_env, routes_yaml
+from domain.flags import SPECS, default_flags, exporters_configured
+from schemas.exports import SINK_FLAGS
 from schemas.routes import OpenAIProvider, load_routes
 
 
@@ -18,10 +20,24 @@ def test_kintsugi_runs_on_the_default_call_path_and_kintsugi_activity_on_activit
         calls[system] = routes.providers["upstream"].call
         assert set(routes.routes) == {"bench", "bench-stream"}
     default = OpenAIProvider.model_fields["call"].default
-    assert calls == {"kintsugi": default, "kintsugi-activity": "activity", "kintsugi-cache": default}
+    assert calls == {
+        "kintsugi": default,
+        "kintsugi-activity": "activity",
+        "kintsugi-cache": default,
+        "kintsugi-exports": default,
+    }
     assert "call:" not in routes_yaml("http://127.0.0.1:9", KINTSUGI_SYSTEMS["kintsugi"])
 
 
 def test_only_kintsugi_cache_turns_a_flag_on_and_it_is_a_real_flag() -> None:
     assert KINTSUGI_FLAGS == {"kintsugi-cache": {"enable_response_cache": True}}
     assert set(KINTSUGI_FLAGS["kintsugi-cache"]) <= set(SPECS)
+
+
+def test_the_exporting_system_points_every_exporter_at_the_local_receiver() -> None:
+    env = exporter_env("http://127.0.0.1:9")
+    configured = exporters_configured(env)
+    assert configured == {"warehouse", "langfuse", "otlp"}
+    assert all(default_flags(configured)[flag] for flag in SINK_FLAGS.values())
+    assert len(base64.b64decode(env["KINTSUGI_CODEC_KEY"])) == 32
+    assert EXPORTING_SYSTEMS <= set(KINTSUGI_SYSTEMS)

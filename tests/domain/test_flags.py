@@ -53,6 +53,9 @@ def test_the_registry_holds_exactly_the_designed_flags() -> None:
         "enable_rate_limiting",
         "enable_guardrails_ai",
         "enable_abuse_detection",
+        "enable_langfuse_export",
+        "enable_warehouse_export",
+        "enable_async_trace_export",
     }
     assert GLOBAL == GLOBAL_SCOPE
 

@@ -15,15 +15,21 @@ from typing import Any
 
 import pytest
 
-from domain.traces.build import attach_costs, build_trace, walk
+from domain.traces.build import attach_costs, build_trace, is_call, walk
 from schemas.contracts import cost_key
 from schemas.traces import BilledCall, Span, Trace
 from tests.support.common import HISTORIES
 from tests.support.harness import FAST_RETRY
 
-EVERY_HISTORY = sorted(path for path in HISTORIES.glob("**/*.json") if path.parent.name != "abuse_training")
-"""Every job's history (the abuse training workflow's are not jobs)."""
-"""This revision's recordings and older revisions' (`revision-N/`)."""
+
+def _is_job(path: Path) -> bool:
+    start = json.loads(path.read_text())["events"][0]["workflowExecutionStartedEventAttributes"]
+    return bool(start["workflowType"]["name"] == "LLMJobWorkflow")
+
+
+EVERY_HISTORY = sorted(path for path in HISTORIES.glob("**/*.json") if _is_job(path))
+"""Every job's history, this revision's recordings and older revisions' (`revision-N/`); other workflows'
+recordings (abuse training's, the export's) are not jobs."""
 
 
 def history(name: str) -> dict[str, Any]:
@@ -43,7 +49,13 @@ def outline(span: Span) -> list[tuple[str, str, str]]:
 
 
 def calls(trace: Trace) -> list[Span]:
-    return [span for span in walk(trace.root) if span.name == "call_model"]
+    return [span for span in walk(trace.root) if is_call(span)]
+
+
+def deployment(trace: Trace, suffix: str, provider: str = "up") -> str:
+    """`provider/<run>-<suffix>`: the recordings name each run's models after its task queue."""
+    run = str(trace.root.attributes["task_queue"]).removeprefix("tq-")
+    return f"{provider}/{run}-{suffix}"
 
 
 def park_of(trace: Trace) -> Span:
@@ -81,7 +93,7 @@ def test_success_is_preflight_one_call_postflight() -> None:
     assert trace.root.status == "ok"
     assert outline(trace.root) == [
         ("local_activity", "preflight", "ok"),
-        ("activity", "call_model", "ok"),
+        ("activity", f"call {deployment(trace, 'a')}", "ok"),
         ("local_activity", "postflight", "ok"),
     ]
     call = calls(trace)[0].attributes
@@ -103,7 +115,7 @@ def test_a_synchronous_job_is_one_span_that_succeeds_without_a_status_upsert() -
     assert (trace.root.kind, trace.root.status) == ("workflow", "ok")
     assert outline(trace.root) == [
         ("local_activity", "preflight", "ok"),
-        ("local_activity", "call_model", "ok"),
+        ("local_activity", f"call {deployment(trace, 'a')}", "ok"),
         ("local_activity", "postflight", "ok"),
     ]
     assert [child.children for child in trace.root.children] == [[], [], []]
@@ -148,11 +160,12 @@ def test_retried_activity_shows_its_attempts_and_the_failure_before_success() ->
 def test_reroute_sits_between_the_two_deployments(name: str, call_kind: str, provider: str) -> None:
     trace = trace_of(name)
 
+    a, b = deployment(trace, "a", provider), deployment(trace, "b", provider)
     assert [(kind, span) for kind, span, _ in outline(trace.root)] == [
         ("local_activity", "preflight"),
-        (call_kind, "call_model"),
-        ("reroute", "reroute"),
-        (call_kind, "call_model"),
+        (call_kind, f"call {a}"),
+        ("reroute", f"reroute {a} → {b}"),
+        (call_kind, f"call {b}"),
         ("local_activity", "postflight"),
     ]
     first, second = calls(trace)
@@ -171,17 +184,18 @@ def test_reroute_sits_between_the_two_deployments(name: str, call_kind: str, pro
 def test_park_holds_its_timer_and_repair_then_the_call_succeeds() -> None:
     trace = trace_of("park_repair")
 
+    call = f"call {deployment(trace, 'a')}"
     assert steps(trace) == [
         ("local_activity", "preflight", "ok"),
-        ("local_activity", "call_model", "error"),
-        ("park", "parked", "ok"),
-        ("local_activity", "call_model", "ok"),
+        ("local_activity", call, "error"),
+        ("park", "park", "ok"),
+        ("local_activity", call, "ok"),
         ("local_activity", "postflight", "ok"),
     ]
     assert [name for _, name, _ in outline(trace.root)].count("record_events") == 1
     park = park_of(trace)
     assert park.attributes["last_failure"]["type"] == "upstream_error"
-    assert outline(park) == [("timer", "park", "cancelled"), ("update", "repair", "ok")]
+    assert outline(park) == [("timer", "timer park", "cancelled"), ("update", "repair retry", "ok")]
     repair = park.children[1].attributes
     assert (repair["action"], repair["outcome"]) == ("retry", "success")
     retried = calls(trace)[1]
@@ -206,8 +220,9 @@ def test_repair_reroute_plans_again_on_the_other_route() -> None:
     park = park_of(trace)
     repair = park.children[-1].attributes
     assert (repair["action"], repair["model"]) == ("reroute", "other")
+    assert park.children[-1].name == "repair reroute"
     names = [name for _, name, _ in steps(trace)]
-    assert names[names.index("parked") + 1 :] == ["preflight", "call_model", "postflight"]
+    assert names[names.index("park") + 1 :] == ["preflight", f"call {deployment(trace, 'c')}", "postflight"]
     assert calls(trace)[-1].attributes["model"].endswith("-c")
     assert trace.status == "succeeded"
 
@@ -233,7 +248,7 @@ def test_cancelled_job_shows_the_request_and_a_cancelled_park() -> None:
     [park] = [span for span in trace.root.children if span.kind == "park"]
     [cancel] = [span for span in trace.root.children if span.kind == "cancel"]
     assert park.status == "cancelled"
-    assert outline(park) == [("timer", "park", "cancelled")]
+    assert outline(park) == [("timer", "timer park", "cancelled")]
     assert park.start_time <= cancel.start_time
     assert cancel.end_time == trace.root.end_time
 

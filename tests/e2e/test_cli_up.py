@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -110,6 +111,15 @@ def test_up_runs_a_job_stops_on_sigint_and_resumes(tmp_path: Path) -> None:
         if response.status_code != 200 or response.json()["status"] != "succeeded":
             first.fail(f"job not done: {response.status_code} {response.text}")
         job = response.json()
+        codec_key_file = data_dir / "codec_key"  # prompts in history are encrypted with a key of its own
+        assert codec_key_file.stat().st_mode & 0o777 == 0o600
+        codec_key = codec_key_file.read_text().strip()
+        assert len(base64.b64decode(codec_key, validate=True)) == 32
+        sealed = httpx.post(f"{api}/codec/encode", json={"payloads": []}, headers=auth, timeout=10)
+        assert sealed.status_code == 200, sealed.text  # the API has the key
+        # The Temporal UI's Data Encoder is preset with our codec, under /ui where the UI session cookie goes.
+        ui_settings = httpx.get(f"http://127.0.0.1:{ui_port}/api/v1/settings", timeout=10).json()
+        assert ui_settings["Codec"]["Endpoint"] == f"{api}/ui/codec"
         first.interrupt()
     finally:
         if first.process.poll() is None:
@@ -121,6 +131,7 @@ def test_up_runs_a_job_stops_on_sigint_and_resumes(tmp_path: Path) -> None:
         second.wait_ready(api)
         print(f"second up ready in {time.monotonic() - started:.1f} s")
         assert (data_dir / "admin_key").read_text().strip() == key
+        assert (data_dir / "codec_key").read_text().strip() == codec_key
         response = httpx.get(f"{api}/v1/jobs/{job['id']}", headers=auth, timeout=10)
         if response.status_code != 200:
             second.fail(f"first job unreadable after restart: {response.status_code} {response.text}")

@@ -45,11 +45,11 @@ async def _trace(kintsugi: Harness, job_id: str) -> dict[str, Any]:
     return response.json()
 
 
-def _spans(trace: dict[str, Any], name: str) -> list[dict[str, Any]]:
+def _spans(trace: dict[str, Any], activity_type: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
 
     def walk(span: dict[str, Any]) -> None:
-        if span["name"] == name:
+        if span["attributes"].get("activity_type") == activity_type:
             found.append(span)
         for child in span.get("children", []):
             walk(child)

@@ -267,7 +267,7 @@ async def test_local_call_mode_retries_and_reroutes(kintsugi: Harness) -> None:
     assert job["attempts"] == 5
     assert len(await kintsugi.cost_rows(job["id"])) == 1
     trace = (await kintsugi.http.get(f"/v1/jobs/{job['id']}/trace", headers=kintsugi.admin)).json()
-    calls = [span for span in trace["root"]["children"] if span["name"] == "call_model"]
+    calls = [span for span in trace["root"]["children"] if span["attributes"].get("activity_type") == "call_model"]
     assert [(c["kind"], c["attributes"]["model"], c["attributes"]["attempts"]) for c in calls] == [
         ("local_activity", kintsugi.model("a"), 3),
         ("local_activity", kintsugi.model("b"), 2),

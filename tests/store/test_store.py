@@ -157,7 +157,7 @@ async def test_events_are_written_once_per_event_key(sessions: async_sessionmake
     assert (first, second, empty) == (2, 1, 0)
     assert [e.event_key for e in events] == ["e1", "e2", "e3"]
     assert events[0].payload == {"key": "e1", "nested": {"n": 1}}
-    assert all(e.exported_at is None for e in events)
+    assert all(e.warehouse_exported_at is None for e in events)
 
 
 async def test_api_key_is_found_by_plaintext_and_stored_hashed(

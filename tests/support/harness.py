@@ -21,7 +21,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
+from activities.exports.outbox import ExportActivities
+from activities.exports.registry import build_sinks, close_sinks
 from api.app import create_app
+from client.connect import connect
 from ops.processes import Child
 from ops.waits import free_port, wait_http_ok
 from settings import Settings
@@ -129,6 +132,8 @@ class Harness:
             "KINTSUGI_TEMPORAL_ADDRESS": settings.temporal_address,
             "KINTSUGI_TASK_QUEUE": settings.task_queue,
             "KINTSUGI_ROUTES_FILE": str(settings.routes_file),
+            "KINTSUGI_CODEC_KEY": settings.codec_key,
+            "KINTSUGI_CODEC_PREVIOUS_KEYS": settings.codec_previous_keys,
         }
 
     @contextlib.contextmanager
@@ -247,6 +252,9 @@ async def running_kintsugi(
         # Tests run workflows sandboxed, so non-determinism fails loudly.
         **{"workflow_sandbox": True, **overrides},
     )
+    if settings.codec_key:
+        # The session's shared client has no codec: this Kintsugi's worker and its tests need one with it.
+        temporal = await connect(settings)
     engine = create_engine(database_url)
     app = create_app(settings)
     async with contextlib.AsyncExitStack() as stack:
@@ -263,7 +271,11 @@ async def running_kintsugi(
                 policies=app.state.policies,
                 rate_limiter=app.state.rate_limiter,
             )
-            await stack.enter_async_context(build_worker(temporal, settings, activities))
+            # The export activity for the sinks the overrides configure (a test starts the export workflows).
+            sinks = build_sinks(settings, http_client, temporal=temporal, sessions=session_factory(engine))
+            stack.callback(close_sinks, sinks)
+            exports = ExportActivities(session_factory(engine), flags=app.state.flags, sinks=sinks) if sinks else None
+            await stack.enter_async_context(build_worker(temporal, settings, activities, exports=exports))
         api = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kintsugi", timeout=60)
         )

@@ -1,0 +1,1 @@
+"""The export workflow's activities and its sinks (one module each)."""
