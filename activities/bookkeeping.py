@@ -190,13 +190,13 @@ async def write_events(
     `route`: the job's model alias; None looks it up (its `job.started` event) when a counted event needs it.
     """
     rows = event_rows(job_id, tenant_id, key_id, events)
-    count = await queries.insert_events(session, rows)
-    # All or none, in practice: a retried write finds them all there. A batch only partly there (a workflow task
-    # run again after the server refused its completion, taking another path) is not counted, since the insert
-    # does not say which rows were new: the counters then fall short of the database by those rows, never over.
-    if written is None or not rows or count != len(rows) or not any(e.type in COUNTED_EVENTS for e in events):
+    new_keys = await queries.insert_events(session, rows)
+    # Only the rows written now count: a retried write finds them there, and a workflow task run again (the
+    # server refused its completion) may write some of its events anew and find the rest.
+    new = [event for event, row in zip(events, rows, strict=True) if row["event_key"] in new_keys]
+    if written is None or not any(e.type in COUNTED_EVENTS for e in new):
         return
-    written.add_events(route or await _route_of(session, job_id, tenant_id, events), ((e.type, e.data) for e in events))
+    written.add_events(route or await _route_of(session, job_id, tenant_id, new), ((e.type, e.data) for e in new))
 
 
 async def _route_of(session: AsyncSession, job_id: str, tenant_id: str, events: list[JobEvent]) -> str:

@@ -30,12 +30,15 @@ KINTSUGI_SYSTEMS: dict[str, str | None] = {
     "kintsugi-activity": "activity",
     "kintsugi-cache": None,
     "kintsugi-exports": None,
+    "kintsugi-traced": None,
 }
 """The `call:` of the upstream provider per Kintsugi system: none (Kintsugi's default: the hot path), and
 `activity` (the path for long calls, on the shared worker pool)."""
-EXPORTING_SYSTEMS = frozenset({"kintsugi-exports"})
+EXPORTING_SYSTEMS = frozenset({"kintsugi-exports", "kintsugi-traced"})
 """Systems run with every exporter configured against a local receiver (`bench.sinks`): the warehouse, Langfuse
-and the OTLP trace export from the outbox, live OpenTelemetry tracing, and the payload codec."""
+and the OTLP trace export from the outbox, and the payload codec; `kintsugi-traced` adds live OpenTelemetry
+tracing of every request, workflow, activity and upstream call."""
+LIVE_TRACING_SYSTEMS = frozenset({"kintsugi-traced"})
 BENCH_CODEC_KEY = "YmVuY2gtY29kZWMta2V5LTMyLWJ5dGVzLWxvbmchISE="
 """32 bytes, base64: the bench's payload codec key (a fixed one: nothing secret is benchmarked)."""
 KINTSUGI_FLAGS: dict[str, dict[str, bool]] = {"kintsugi-cache": {"enable_response_cache": True}}
@@ -169,7 +172,11 @@ def app_target(
         app = floor_app(group, server.address, upstream.url, queue)
     else:
         call = KINTSUGI_SYSTEMS[system]
-        extra_env = exporter_env(start_sinks(group, queue)) if system in EXPORTING_SYSTEMS else None
+        extra_env = (
+            exporter_env(start_sinks(group, queue), live_tracing=system in LIVE_TRACING_SYSTEMS)
+            if system in EXPORTING_SYSTEMS
+            else None
+        )
         app = kintsugi_app(group, workdir, server.address, upstream.url, queue, database_url, call, extra_env)
         body, id_header = chat_body("bench"), KINTSUGI_ID_HEADER
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -192,9 +199,12 @@ def start_sinks(group: ProcessGroup, name: str) -> str:
     return url
 
 
-def exporter_env(sinks_url: str) -> dict[str, str]:
-    """Every exporter on, each pointed at the stand-in: what "exports on" means for the bench."""
+def exporter_env(sinks_url: str, *, live_tracing: bool) -> dict[str, str]:
+    """Every exporter on, each pointed at the stand-in: what "exports on" means for the bench. The OTLP endpoint
+    also turns live tracing on; without `live_tracing` the SDK is disabled, which leaves the outbox's OTLP job
+    traces on."""
     return {
+        **({} if live_tracing else {"OTEL_SDK_DISABLED": "true"}),
         "KINTSUGI_RUDDERSTACK_DATA_PLANE_URL": sinks_url,
         "KINTSUGI_RUDDERSTACK_WRITE_KEY": "bench-write-key",
         "LANGFUSE_BASE_URL": sinks_url,

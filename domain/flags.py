@@ -15,12 +15,13 @@ from schemas.flags import FlagSource
 
 Exporter = Literal["langfuse", "warehouse", "otlp"]
 
-EXPORTER_ENDPOINT_ENV: dict[Exporter, str] = {
-    "langfuse": "LANGFUSE_BASE_URL",
-    "warehouse": "KINTSUGI_RUDDERSTACK_DATA_PLANE_URL",
-    "otlp": "OTEL_EXPORTER_OTLP_ENDPOINT",
+EXPORTER_ENDPOINT_ENV: dict[Exporter, tuple[str, ...]] = {
+    "langfuse": ("LANGFUSE_BASE_URL",),
+    "warehouse": ("KINTSUGI_RUDDERSTACK_DATA_PLANE_URL",),
+    "otlp": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
 }
-"""The env var that configures each exporter; an exporter's flag defaults on only when it is set."""
+"""The env vars that configure each exporter (any one does, as for its sink); an exporter's flag defaults on
+only when one is set."""
 
 TRACK_MODEL_COSTS = "track_model_costs"
 SIMILARITY_LOGGING = "enable_similarity_logging"
@@ -153,7 +154,9 @@ def default_flags(configured_exporters: frozenset[Exporter]) -> dict[str, bool]:
 
 def exporters_configured(environ: Mapping[str, str]) -> frozenset[Exporter]:
     """The exporters whose endpoint env var is set (and not blank) in `environ`."""
-    return frozenset(name for name, var in EXPORTER_ENDPOINT_ENV.items() if environ.get(var, "").strip())
+    return frozenset(
+        name for name, names in EXPORTER_ENDPOINT_ENV.items() if any(environ.get(var, "").strip() for var in names)
+    )
 
 
 class FlagSetting(Protocol):

@@ -17,7 +17,7 @@ SINK_FLAGS: dict[SinkName, str] = {
 }
 """A tenant whose flag is off has its rows marked for that sink without being sent."""
 
-TERMINAL_JOB_EVENTS = frozenset({"job.succeeded", "job.failed", "job.cancelled"})
+TERMINAL_JOB_EVENTS = frozenset({"job.succeeded", "job.failed", "job.cancelled", "job.cache_hit"})
 """The events after which a job's trace is whole: the Langfuse and OTLP sinks send one trace per such event."""
 
 

@@ -3,6 +3,7 @@ the sink when its endpoint is configured, None otherwise."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -17,6 +18,8 @@ from activities.exports.otlp_traces import otlp_trace_sink
 from activities.exports.sink import Sink
 from activities.exports.warehouse import warehouse_sink
 from settings import Settings
+
+log = logging.getLogger("kintsugi.exports")
 
 SinkBuilder = Callable[[Settings, httpx.AsyncClient, Mapping[str, str]], Sink | None]
 """`(settings, http, environ) -> sink or None`; `http` is the exporters' client (`exporter_http`)."""
@@ -48,7 +51,13 @@ def build_sinks(
     )
     sinks: list[Sink] = []
     for build in builders:
-        sink = build(settings, http, environ)
+        try:
+            sink = build(settings, http, environ)
+        except ValueError as err:
+            # A misconfigured exporter (a protocol we do not speak, a base URL without its keys) must not stop
+            # the worker's jobs: its rows wait in the outbox until it is fixed.
+            log.error("an export sink is misconfigured and left out: %s", err)
+            continue
         if sink is not None:
             if any(s.name == sink.name for s in sinks):
                 raise ValueError(f"two sinks are named {sink.name!r}")

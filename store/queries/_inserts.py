@@ -34,13 +34,20 @@ async def insert_ignoring_duplicates(
     session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], conflict_column: str
 ) -> int:
     """INSERT … ON CONFLICT (conflict_column) DO NOTHING; returns how many rows were written."""
+    return len(await insert_new(session, table, rows, conflict_column))
+
+
+async def insert_new(
+    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], conflict_column: str
+) -> set[Any]:
+    """INSERT … ON CONFLICT (conflict_column) DO NOTHING; returns the `conflict_column` values of the rows written."""
     if not rows:
-        return 0
+        return set()
     stmt = _insert_ignoring(session.get_bind().dialect.name, table, conflict_column)
     # RETURNING lists only the rows actually inserted; rowcount is unreliable for executemany on asyncpg.
     # SQLAlchemy's "insertmanyvalues" batches the rows, so any batch size stays under bind-parameter limits.
     result = await session.exec(stmt, params=list(rows))
-    return len(result.all())
+    return set(result.scalars().all())
 
 
 @functools.cache
@@ -48,7 +55,7 @@ def _insert_ignoring(dialect: str, table: Table, conflict_column: str) -> Return
     # Built once per table: every job's postflight runs several of these, and building one (and its cache key)
     # costs more Python than the database spends on the row.
     insert: postgresql.Insert | sqlite.Insert = _insert_of(dialect)(table)
-    return insert.on_conflict_do_nothing(index_elements=[conflict_column]).returning(table.c.id)
+    return insert.on_conflict_do_nothing(index_elements=[conflict_column]).returning(table.c[conflict_column])
 
 
 def table_of(model: type[Any]) -> Table:

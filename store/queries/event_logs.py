@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from schemas.exports import SinkName
 from store.models import EventLog
-from store.queries._inserts import insert_ignoring_duplicates, table_of
+from store.queries._inserts import insert_new, table_of
 
 _EXPORTED_AT: dict[SinkName, Mapped[datetime | None]] = {
     "warehouse": col(EventLog.warehouse_exported_at),
@@ -23,15 +23,15 @@ _EXPORTED_AT: dict[SinkName, Mapped[datetime | None]] = {
 """Each sink's delivery column: NULL until the sink accepted the row (or the row was not for it)."""
 
 
-async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
     """Append events to the outbox, skipping any whose `event_key` is already there.
 
     Each row has `event_key`, `tenant_id`, `job_id`, `type`, `payload` and `created_at`.
 
     Returns:
-        The number of rows written.
+        The `event_key`s of the rows written (a repeat is not among them).
     """
-    return await insert_ignoring_duplicates(session, table_of(EventLog), rows, "event_key")
+    return await insert_new(session, table_of(EventLog), rows, "event_key")
 
 
 async def events_for_job(session: AsyncSession, job_id: str, tenant_id: str) -> list[EventLog]:

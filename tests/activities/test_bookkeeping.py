@@ -10,12 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.testing import ActivityEnvironment
 
+from activities.bookkeeping import write_events
 from activities.llm import LLMActivities
+from ops.metrics import WrittenFacts
 from schemas.audit import Actor
 from schemas.calls import (
     CachedAnswer,
@@ -435,3 +438,24 @@ async def test_an_earlier_turn_that_differs_a_little_is_still_a_hit(
     hit = (await preflight(activities, tenant, chat=then)).cached
 
     assert hit is not None and hit.method == "minhash" and hit.answer.content == "the risks"
+
+
+async def test_only_the_events_written_now_are_counted_when_some_were_already_there(
+    migrated_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A workflow task run again may write some of its events anew and find the rest: the metrics count the
+    new ones only, so they equal the outbox."""
+    job_id, route = f"job-{uuid.uuid4().hex}", f"route-{uuid.uuid4().hex[:8]}"
+    at = datetime.now(UTC)
+    rerouted = JobEvent(key=event_key(job_id, "run", 2, "job.rerouted"), type="job.rerouted", at=at)
+    succeeded = JobEvent(key=event_key(job_id, "run", 3, "job.succeeded"), type="job.succeeded", at=at)
+    async with migrated_sessions() as session, session.begin():
+        await write_events(session, job_id, "default", None, [rerouted], route=route, written=None)
+
+    written = WrittenFacts()
+    async with migrated_sessions() as session, session.begin():
+        await write_events(session, job_id, "default", None, [rerouted, succeeded], route=route, written=written)
+    written.count()
+
+    assert REGISTRY.get_sample_value("kintsugi_jobs_finished_total", {"route": route, "status": "succeeded"}) == 1
+    assert REGISTRY.get_sample_value("kintsugi_reroutes_total", {"route": route}) is None

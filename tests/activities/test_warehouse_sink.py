@@ -124,3 +124,5 @@ async def test_each_sink_is_built_only_when_its_endpoint_is_configured(
     assert names(on, {}) == ["warehouse"]
     assert names(off, everything) == ["langfuse", "otlp"]
     assert names(on, everything) == ["warehouse", "langfuse", "otlp"]
+    # A misconfigured exporter is left out (and logged); the others, and the worker's jobs, go on.
+    assert names(on, {"LANGFUSE_BASE_URL": "http://langfuse.local"}) == ["warehouse"]

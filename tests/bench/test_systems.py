@@ -25,6 +25,7 @@ def test_kintsugi_runs_on_the_default_call_path_and_kintsugi_activity_on_activit
         "kintsugi-activity": "activity",
         "kintsugi-cache": default,
         "kintsugi-exports": default,
+        "kintsugi-traced": default,
     }
     assert "call:" not in routes_yaml("http://127.0.0.1:9", KINTSUGI_SYSTEMS["kintsugi"])
 
@@ -35,9 +36,11 @@ def test_only_kintsugi_cache_turns_a_flag_on_and_it_is_a_real_flag() -> None:
 
 
 def test_the_exporting_system_points_every_exporter_at_the_local_receiver() -> None:
-    env = exporter_env("http://127.0.0.1:9")
+    env = exporter_env("http://127.0.0.1:9", live_tracing=False)
     configured = exporters_configured(env)
     assert configured == {"warehouse", "langfuse", "otlp"}
     assert all(default_flags(configured)[flag] for flag in SINK_FLAGS.values())
     assert len(base64.b64decode(env["KINTSUGI_CODEC_KEY"])) == 32
     assert EXPORTING_SYSTEMS <= set(KINTSUGI_SYSTEMS)
+    assert env["OTEL_SDK_DISABLED"] == "true"
+    assert "OTEL_SDK_DISABLED" not in exporter_env("http://127.0.0.1:9", live_tracing=True)

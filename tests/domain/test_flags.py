@@ -80,6 +80,8 @@ def test_an_exporter_is_configured_by_its_endpoint_env_var() -> None:
     assert default_flags(exporters_configured({"KINTSUGI_RUDDERSTACK_DATA_PLANE_URL": "http://rs"}))[
         "enable_warehouse_export"
     ]
+    # The traces endpoint alone configures the OTLP job-trace sink, so it turns its flag on too.
+    assert exporters_configured({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}) == {"otlp"}
 
 
 def test_tenant_row_overrides_global_row_overrides_default() -> None:
