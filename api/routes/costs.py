@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from api.auth import tenant_in_scope
 from api.deps import SessionDep, TenantQuery, ViewerDep
 from api.errors import ApiError
+from domain.times import as_utc
 from schemas.costs import CostGroupBy, CostReport
 from store import queries
 
@@ -42,13 +43,10 @@ async def get_costs(
 
 def _utc(moment: datetime, param: str) -> datetime:
     # A date or a datetime without an offset is read as UTC, the zone the report's days are cut in.
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
     try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        # 0001-01-01T00:00+01:00 is in year 0 in UTC, 9999-12-31T23:00-05:00 in year 10000: no datetime holds them.
-        raise _invalid(param, "is outside the years 1 to 9999 once read in UTC") from None
+        return as_utc(moment)
+    except ValueError as err:
+        raise _invalid(param, str(err)) from None
 
 
 def _default_start(end: datetime) -> datetime:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -12,6 +12,7 @@ from api.auth import tenant_in_scope
 from api.deps import SessionDep, TenantQuery, ViewerDep
 from domain.errors import InvalidCursor
 from domain.pagination import decode_cursor, encode_cursor
+from domain.times import as_utc
 from schemas.reports import EventList, EventPublic
 from store import queries
 from store.models import EventLog
@@ -23,20 +24,10 @@ MAX_EVENT_ID = 2**31 - 1
 here, and the database would refuse to compare the column with it."""
 
 
-def _utc(moment: datetime) -> datetime:
-    # A datetime without an offset is read as UTC, the zone events are stored in.
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is outside the years 1 to 9999 once read in UTC") from None
-
-
 _NO_NUL = r"^[^\x00]*$"
 """PostgreSQL text holds no NUL, and a query comparing a column with one fails: such a filter is a 422."""
 
-UtcQuery = Annotated[datetime | None, AfterValidator(lambda m: None if m is None else _utc(m))]
+UtcQuery = Annotated[datetime | None, AfterValidator(lambda m: None if m is None else as_utc(m))]
 
 
 def _before_id(cursor: str | None) -> int | None:

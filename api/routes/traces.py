@@ -15,6 +15,7 @@ from api.deps import SessionDep, TemporalDep, TenantQuery, ViewerDep
 from api.errors import ApiError
 from client import job_client
 from client.job_traces import load_trace
+from domain.times import as_utc
 from domain.traces.listing import trace_list_query, trace_summary
 from domain.traces.otlp import trace_to_otlp
 from schemas.jobs import JobStatus
@@ -78,10 +79,7 @@ async def export_trace(
 
 
 def _utc(moment: datetime, param: str) -> datetime:
-    # Without an offset, UTC; with one, read in UTC (which year 1 or 9999 with an offset may not fit in).
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
     try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ApiError(422, "invalid_filter", f"{param}: outside the years 1 to 9999 once read in UTC") from None
+        return as_utc(moment)
+    except ValueError as err:
+        raise ApiError(422, "invalid_filter", f"{param}: {err}") from None
